@@ -1,0 +1,42 @@
+"""vggnet: the VGG family of image classifiers (Simonyan & Zisserman, 2014), built, loaded and analysed.
+
+>>> import vggnet
+>>> vggnet.list_models()
+['vgg11', 'vgg11_bn', 'vgg13', 'vgg13_bn', 'vgg16', 'vgg16_bn', 'vgg19', 'vgg19_bn']
+>>> model = vggnet.create_model("vgg16", num_classes=10, pretrained="imagenet")
+>>> vggnet.summarize("vgg16").total_params
+138357544
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .analysis import LayerSummary, ModelSummary, describe_models, summarize
+from .models import (
+    VGG,
+    LoadReport,
+    create_model,
+    extract_features,
+    imagenet_categories,
+    list_models,
+    load_weights,
+)
+
+try:
+    __version__ = version("vggnet")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "VGG",
+    "LayerSummary",
+    "LoadReport",
+    "ModelSummary",
+    "__version__",
+    "create_model",
+    "describe_models",
+    "extract_features",
+    "imagenet_categories",
+    "list_models",
+    "load_weights",
+    "summarize",
+]

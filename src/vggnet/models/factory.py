@@ -1,0 +1,57 @@
+"""`create_model`: the one factory for every VGG, with or without pretrained weights.
+
+>>> import vggnet
+>>> model = vggnet.create_model("vgg16_bn", num_classes=10, pretrained="imagenet")
+>>> small = vggnet.create_model("vgg11", num_classes=10, head="compact")  # for 32x32 inputs
+"""
+
+import logging
+from pathlib import Path
+
+from .loading import load_weights
+from .registry import build_model
+from .vgg import VGG
+
+logger = logging.getLogger("vggnet")
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    dropout: float = 0.5,
+    init: str = "kaiming",
+    head: str = "classic",
+    width_mult: float = 1.0,
+    pretrained: str | Path | None = None,
+    progress: bool = True,
+) -> VGG:
+    """Build a VGG by registry name, optionally with pretrained weights.
+
+    Args:
+        name: A name from `list_models(include_aliases=True)`, e.g. `"vgg16"`, `"vgg16_bn"` or `"vgg"`.
+        num_classes: Outputs of the last layer; 0 for none (the model then returns pre-logit features).
+        in_chans: Channels of the input images.
+        dropout: Dropout probability in the head.
+        init: `"kaiming"` (torchvision's initialisation) or `"xavier"` (the seed note's).
+        head: `"classic"` (4096-4096 MLP on a 7x7 map, torchvision's) or `"compact"` (global average pool + linear).
+        width_mult: Multiplies every convolution's channel count (1.0 is the published network).
+        pretrained: `"imagenet"` for torchvision's official weights, or the path of a `.pth`/`.pt`/`.safetensors`
+            file. Layers whose shapes differ from the weights' (the last layer for another `num_classes`, the whole
+            classifier for the compact head) stay freshly initialised, and a one-line report says so.
+        progress: Show a progress bar while downloading weights.
+    """
+    model = build_model(
+        name,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        dropout=dropout,
+        init=init,
+        head=head,
+        width_mult=width_mult,
+    )
+    if pretrained is not None:
+        report = load_weights(model, pretrained, progress=progress)
+        logger.log(logging.WARNING if report.skipped or report.adapted else logging.INFO, "%s", report)
+    return model

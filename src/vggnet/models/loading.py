@@ -1,0 +1,243 @@
+"""Load weights into a VGG: official ImageNet weights by tag, or a local `.pth`/`.pt`/`.safetensors` file.
+
+A local file may be a plain state dict (torchvision's, the reference repository's), a vggnet checkpoint, a DDP
+or `torch.compile` state dict (`module.` / `_orig_mod.` prefixes), or a trainer's dict holding one under
+`state_dict`, `model` or `model_state_dict`. Files are read with `torch.load(weights_only=True)`: nothing is
+unpickled beyond tensors and plain Python values.
+
+    >>> from vggnet import create_model, load_weights
+    >>> model = create_model("vgg16", num_classes=5)
+    >>> report = load_weights(model, "vgg16_flowers.pth")
+"""
+
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors
+
+from .registry import build_model, list_models
+from .vgg import VGG
+from .weights import fetch_pretrained, get_pretrained
+
+CHECKPOINT_FORMAT = "vggnet-checkpoint"
+
+# Wrappers that prefix every key: DistributedDataParallel and torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# How torch.load(weights_only=True) names an object it refused to unpickle.
+_FOREIGN_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+# Where trainers commonly keep the state dict inside a bigger checkpoint dict.
+_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
+
+
+@dataclass
+class LoadReport:
+    """What `load_weights` did: which tensors loaded, which head tensors were left freshly initialised, and
+    which were adapted (the first convolution, for another number of input channels)."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = f"loaded {len(self.loaded)} tensors from {self.source}"
+        if self.adapted:
+            text += f"; adapted {', '.join(self.adapted)} to the model's input channels"
+        if self.skipped:
+            text += f"; freshly initialised {', '.join(self.skipped)} (the weights' head has other shapes)"
+        return text
+
+
+def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a weights file into (state dict, metadata); the metadata holds a vggnet checkpoint's `classes`,
+    `preprocess` and `model` entries, and is empty for other files.
+
+    Raises:
+        ValueError: the file is missing, damaged, not a checkpoint, or carries pickled Python objects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights file {str(path)!r} does not exist; check the path")
+    if path.suffix == ".safetensors":
+        try:
+            return load_safetensors(str(path)), {}
+        except (SafetensorError, OSError) as error:
+            raise ValueError(f"{path} is not a readable safetensors file ({error}); re-export it") from error
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        foreign = _FOREIGN_GLOBAL.search(str(error))
+        if foreign is None:
+            raise ValueError(
+                f"{path} is not a readable PyTorch checkpoint; the file is damaged or of another format"
+            ) from error
+        raise ValueError(
+            f"refusing to load {path}: it holds pickled Python objects ({foreign.group(1)}), which could run code "
+            f"when loaded. Load only tensors: re-save it where you trust it, with torch.save(model.state_dict(), ...) "
+            f"or as .safetensors"
+        ) from error
+    except Exception as error:  # torch.load raises RuntimeError, EOFError, zipfile errors... on damaged files
+        raise ValueError(
+            f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {error}); the file is damaged "
+            f"or of another format"
+        ) from error
+    return _state_dict_of(obj, path)
+
+
+def _state_dict_of(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
+        meta = {key: obj[key] for key in ("model", "classes", "preprocess") if key in obj}
+        return _tensors_only(obj.get("state_dict"), path), meta
+    if isinstance(obj, Mapping):
+        for key in _STATE_DICT_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                return _tensors_only(obj[key], path), {}
+    return _tensors_only(obj, path), {}
+
+
+def _tensors_only(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        keys = list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        raise ValueError(
+            f"{path} holds no state dict of tensors (found {keys}); save one with torch.save(model.state_dict(), ...)"
+        )
+    return dict(obj)
+
+
+def remap_state_dict(state_dict: Mapping[str, torch.Tensor], model: VGG) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """Convert another VGG state dict to `model`'s keys and shapes.
+
+    Maps: strips DDP `module.` and `torch.compile` `_orig_mod.` prefixes; adapts the first convolution to another
+    number of input channels (summed for 1 channel, repeated and rescaled otherwise, as timm does); drops
+    `classifier` tensors whose name or shape differs from the model's (another class count or head), which then
+    keep their fresh initialisation. BatchNorm's `num_batches_tracked` may be absent (old torchvision files).
+
+    Raises:
+        ValueError: the `features` tensors do not fit the model (another depth, width or norm layer), naming the
+            keys and, when one fits, the variant the weights belong to.
+    """
+    state_dict = {_strip_prefixes(key): value for key, value in state_dict.items()}
+    expected = model.state_dict()
+    report = LoadReport(source="")
+    first_conv = "features.0.weight"
+    if first_conv in state_dict and first_conv in expected:
+        adapted = _adapt_input_conv(state_dict[first_conv], expected[first_conv].shape[1])
+        if adapted is not state_dict[first_conv]:
+            state_dict[first_conv] = adapted
+            report.adapted.append(first_conv)
+
+    def fits(key: str) -> bool:
+        return key in expected and state_dict[key].shape == expected[key].shape
+
+    feature_keys = {k for k in expected if k.startswith("features.") and not k.endswith("num_batches_tracked")}
+    given_features = {k for k in state_dict if k.startswith("features.")}
+    missing = sorted(feature_keys - given_features)
+    wrong = sorted(k for k in given_features if not fits(k))
+    if missing or wrong:
+        raise ValueError(_mismatch_message(state_dict, model, missing, wrong))
+    others = sorted(k for k in state_dict if not k.startswith("features.") and not k.startswith("classifier."))
+    if others:
+        raise ValueError(f"the weights carry tensors that no VGG has: {', '.join(others[:8])}")
+
+    remapped = {k: v for k, v in state_dict.items() if fits(k)}
+    report.loaded = sorted(remapped)
+    report.skipped = [k for k in expected if k.startswith("classifier.") and k not in remapped]
+    return remapped, report
+
+
+def _strip_prefixes(key: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix) :], True
+    return key
+
+
+def _adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Fit a first-convolution weight (out, c, k, k) to `in_chans` input channels, as timm does: summed over
+    the channels for 1 (a grey image then gives the original model's response to that image in colour), tiled and
+    scaled by c/in_chans otherwise (exactly the same response again when in_chans is a multiple of c)."""
+    channels = weight.shape[1]
+    if weight.ndim != 4 or channels == in_chans:
+        return weight
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_chans // channels)
+    return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (channels / in_chans)
+
+
+def _mismatch_message(state_dict: dict, model: VGG, missing: list[str], wrong: list[str]) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+    for key in wrong[:4]:
+        shape = f"{tuple(state_dict[key].shape)}"
+        parts.append(f"unexpected {key}" if key not in model.state_dict() else f"{key} has shape {shape}")
+    name = model.model_name or "this model"
+    hint = _guess_variant(state_dict)
+    fix = f"create the model as {hint!r}" if hint else "create the model the weights were saved from"
+    return f"the weights do not fit {name}: {'; '.join(parts)}; {fix}"
+
+
+def _guess_variant(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """The registry name whose `features` have exactly these tensor shapes, if any."""
+    given = {k: tuple(v.shape) for k, v in state_dict.items() if k.startswith("features.")}
+    given = {k: v for k, v in given.items() if not k.endswith("num_batches_tracked")}
+    in_chans = given.get("features.0.weight", (0, 3))[1]
+    for name in list_models():
+        with torch.device("meta"):
+            candidate = build_model(name, in_chans=in_chans, head="compact")
+        shapes = {k: tuple(v.shape) for k, v in candidate.state_dict().items() if k.startswith("features.")}
+        if {k: v for k, v in shapes.items() if not k.endswith("num_batches_tracked")} == given:
+            return name
+    return None
+
+
+def load_weights(model: VGG, source: str | Path, progress: bool = True) -> LoadReport:
+    """Load weights into `model` in place and return what was loaded.
+
+    Args:
+        model: The model to fill; its head may differ from the weights' (see `remap_state_dict`).
+        source: A tag of the official weights (`"imagenet"`) or the path of a weights file.
+        progress: Show a progress bar while downloading.
+
+    Sets `model.pretrained_cfg` to the source, and where known the weights' classes and preprocessing; classes
+    are kept only when the model's class count equals theirs.
+    """
+    source_text = str(source)
+    path = Path(source_text).expanduser()
+    if path.is_file():
+        state_dict, meta = read_weights_file(path)
+        pretrained_cfg = {"source": str(path), **meta}
+    elif path.suffix in (".pth", ".pt", ".safetensors", ".bin") or "/" in source_text:
+        raise ValueError(f"weights file {source_text!r} does not exist; check the path")
+    else:
+        if model.model_name is None:
+            raise ValueError(f"pretrained={source_text!r} needs a registry model; build it with vggnet.create_model")
+        weights = get_pretrained(model.model_name, source_text)
+        path = fetch_pretrained(weights, progress=progress)
+        state_dict, _ = read_weights_file(path)
+        pretrained_cfg = {
+            "source": weights.url,
+            "classes": weights.categories,
+            "preprocess": dict(weights.preprocess),
+        }
+    remapped, report = remap_state_dict(state_dict, model)
+    report.source = pretrained_cfg["source"]
+    missing, unexpected = model.load_state_dict(remapped, strict=False)
+    assert not unexpected and set(missing) <= set(report.skipped) | _batch_counters(model), (missing, unexpected)
+    if report.skipped or len(pretrained_cfg.get("classes") or []) != model.num_classes:
+        pretrained_cfg.pop("classes", None)
+    model.pretrained_cfg = pretrained_cfg
+    return report
+
+
+def _batch_counters(model: VGG) -> set[str]:
+    return {k for k in model.state_dict() if k.endswith("num_batches_tracked")}

@@ -1,0 +1,235 @@
+"""Loading local weights files: torchvision's, DDP's, trainers', vggnet's and safetensors; heads that differ;
+files that are damaged, foreign or carry pickled code."""
+
+import logging
+import os
+
+import pytest
+import torch
+import torchvision
+from safetensors.torch import save_file
+
+import vggnet
+from vggnet.models.loading import CHECKPOINT_FORMAT, read_weights_file
+
+
+def tiny(name="vgg11", **kwargs):
+    kwargs = {"head": "compact", "width_mult": 0.125, **kwargs}
+    return vggnet.create_model(name, **kwargs).eval()
+
+
+def same_tensors(a, b, prefix=""):
+    keys = [k for k in a.state_dict() if k.startswith(prefix)]
+    return keys and all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in keys)
+
+
+def test_torchvision_state_dict_file_gives_torchvisions_outputs(tmp_path):
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg11().eval()
+    path = tmp_path / "vgg11_torchvision.pth"
+    torch.save(reference.state_dict(), path)
+    model = vggnet.create_model("vgg11", pretrained=path).eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=1e-5)
+    assert model.pretrained_cfg["source"] == str(path)
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "module._orig_mod."])
+def test_wrapper_prefixes_are_stripped(tmp_path, prefix):
+    source = tiny("vgg11_bn", num_classes=3)
+    path = tmp_path / "ddp.pt"
+    torch.save({prefix + k: v for k, v in source.state_dict().items()}, path)
+    model = tiny("vgg11_bn", num_classes=3, pretrained=path)
+    assert same_tensors(model, source)
+
+
+def test_vggnet_checkpoint_brings_its_classes_and_preprocessing(tmp_path):
+    source = tiny(num_classes=2)
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "version": 1,
+        "model": {"name": "vgg11", "kwargs": source.model_kwargs},
+        "state_dict": source.state_dict(),
+        "classes": ["cat", "dog"],
+        "preprocess": {"img_size": 32, "resize": 32, "mean": [0.5] * 3, "std": [0.25] * 3, "interpolation": "bilinear"},
+        "epoch": 3,
+        "metrics": {"val_top1": 0.5},
+    }
+    path = tmp_path / "best.pt"
+    torch.save(checkpoint, path)
+    model = tiny(num_classes=2, pretrained=path)
+    assert same_tensors(model, source)
+    assert model.pretrained_cfg["classes"] == ["cat", "dog"]
+    assert model.pretrained_cfg["preprocess"]["img_size"] == 32
+    # Another class count: the classes no longer describe the outputs.
+    assert "classes" not in tiny(num_classes=5, pretrained=path).pretrained_cfg
+
+
+def test_trainer_dict_with_optimizer_state(tmp_path):
+    source = tiny(num_classes=4)
+    optimizer = torch.optim.SGD(source.parameters(), lr=0.1, momentum=0.9)
+    path = tmp_path / "trainer.pth"
+    torch.save({"model": source.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 7}, path)
+    assert same_tensors(tiny(num_classes=4, pretrained=path), source)
+
+
+def test_safetensors_file(tmp_path):
+    source = tiny("vgg13_bn", num_classes=4)
+    path = tmp_path / "weights.safetensors"
+    save_file(source.state_dict(), str(path))
+    assert same_tensors(tiny("vgg13_bn", num_classes=4, pretrained=path), source)
+
+
+def test_other_class_count_loads_all_but_the_last_layer(tmp_path, caplog):
+    torch.manual_seed(0)
+    source = vggnet.create_model("vgg11", num_classes=10, width_mult=0.125)
+    path = tmp_path / "ten_classes.pth"
+    torch.save(source.state_dict(), path)
+    with caplog.at_level(logging.INFO, logger="vggnet"):
+        model = vggnet.create_model("vgg11", num_classes=7, width_mult=0.125, pretrained=path)
+    assert same_tensors(model, source, "features.")
+    for key in ["classifier.0.weight", "classifier.3.weight", "classifier.3.bias"]:
+        assert torch.equal(model.state_dict()[key], source.state_dict()[key])
+    assert model.classifier[6].weight.shape == (7, 4096)
+    assert model.classifier[6].weight.std().item() == pytest.approx(0.01, rel=0.05)  # fresh kaiming init
+    [record] = [r for r in caplog.records if r.name == "vggnet"]
+    assert record.levelno == logging.WARNING
+    assert "\n" not in record.getMessage()
+    assert "freshly initialised classifier.6.weight, classifier.6.bias" in record.getMessage()
+
+
+def test_classic_weights_into_a_compact_head(tmp_path):
+    source = vggnet.create_model("vgg11", width_mult=0.125)
+    path = tmp_path / "classic.pth"
+    torch.save(source.state_dict(), path)
+    model = tiny(num_classes=3)
+    report = vggnet.load_weights(model, path)
+    assert same_tensors(model, source, "features.")
+    assert report.skipped == ["classifier.1.weight", "classifier.1.bias"]
+    assert len(report.loaded) == len([k for k in source.state_dict() if k.startswith("features.")])
+
+
+def test_features_only_weights_leave_the_head_fresh(tmp_path):
+    source = tiny()
+    path = tmp_path / "features.pth"
+    torch.save({k: v for k, v in source.state_dict().items() if k.startswith("features.")}, path)
+    report = vggnet.load_weights(tiny(), path)
+    assert report.skipped == ["classifier.1.weight", "classifier.1.bias"]
+
+
+def test_old_batchnorm_files_without_batch_counters_load(tmp_path):
+    source = tiny("vgg11_bn")
+    path = tmp_path / "old.pth"
+    torch.save({k: v for k, v in source.state_dict().items() if "num_batches_tracked" not in k}, path)
+    assert same_tensors(tiny("vgg11_bn", pretrained=path), source, "features.0.")
+
+
+@pytest.mark.parametrize("in_chans", [1, 6])
+def test_first_convolution_adapts_to_other_channel_counts(tmp_path, in_chans):
+    torch.manual_seed(0)
+    source = tiny()
+    path = tmp_path / "rgb.pth"
+    torch.save(source.state_dict(), path)
+    model = tiny(in_chans=in_chans)
+    report = vggnet.load_weights(model, path)
+    assert report.adapted == ["features.0.weight"]
+    assert same_tensors(model, source, "features.3.")
+    # A grey image gives the same first-layer response as the RGB model on the grey image repeated.
+    grey = torch.rand(1, 1, 32, 32)
+    expected = source.features[0](grey.expand(1, 3, 32, 32))
+    torch.testing.assert_close(model.features[0](grey.expand(1, in_chans, 32, 32)), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_first_convolution_for_two_channels_tiles_and_rescales(tmp_path):
+    source = tiny()
+    path = tmp_path / "rgb.pth"
+    torch.save(source.state_dict(), path)
+    model = tiny(in_chans=2, pretrained=path)
+    torch.testing.assert_close(model.features[0].weight, source.features[0].weight[:, :2] * 1.5)
+
+
+def test_weights_of_another_depth_name_the_variant_they_fit(tmp_path):
+    path = tmp_path / "vgg11.pth"
+    torch.save(vggnet.create_model("vgg11", head="compact").state_dict(), path)
+    with pytest.raises(ValueError, match=r"do not fit vgg16: .*create the model as 'vgg11'"):
+        vggnet.create_model("vgg16", head="compact", pretrained=path)
+    bn_path = tmp_path / "vgg13_bn.pth"
+    torch.save(vggnet.create_model("vgg13_bn", head="compact").state_dict(), bn_path)
+    with pytest.raises(ValueError, match=r"do not fit vgg13: .*create the model as 'vgg13_bn'"):
+        vggnet.create_model("vgg13", head="compact", pretrained=bn_path)
+
+
+def test_weights_of_another_width_are_refused(tmp_path):
+    path = tmp_path / "narrow.pth"
+    torch.save(tiny().state_dict(), path)
+    with pytest.raises(ValueError, match=r"features.0.weight has shape \(8, 3, 3, 3\)"):
+        vggnet.create_model("vgg11", head="compact", pretrained=path)
+
+
+class _Payload:
+    """Unpickling this object creates a marker file: what a malicious checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": tiny().state_dict(), "extra": _Payload(str(marker))}, path)
+    with pytest.raises(ValueError, match="refusing to load .*evil.pth: it holds pickled Python objects"):
+        tiny(pretrained=path)
+    assert not marker.exists()
+    # The same payload unpickled without protection would have run: the test's premise holds.
+    with open(path, "rb"):
+        torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "not a readable PyTorch checkpoint"),
+        (b"<html>not found</html>", "not a readable PyTorch checkpoint"),
+    ],
+)
+def test_damaged_files_are_refused(tmp_path, content, message):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        read_weights_file(path)
+
+
+def test_truncated_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "weights.pth"
+    torch.save(tiny().state_dict(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        tiny(pretrained=path)
+
+
+def test_damaged_safetensors_is_refused(tmp_path):
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(os.urandom(64))
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        tiny(pretrained=path)
+
+
+@pytest.mark.parametrize("obj", [[1, 2, 3], {"epoch": 3}, {}])
+def test_files_without_a_state_dict_are_refused(tmp_path, obj):
+    path = tmp_path / "other.pt"
+    torch.save(obj, path)
+    with pytest.raises(ValueError, match="holds no state dict of tensors"):
+        tiny(pretrained=path)
+
+
+def test_missing_file_and_unknown_tag():
+    with pytest.raises(ValueError, match="weights file 'nowhere/vgg.pth' does not exist"):
+        tiny(pretrained="nowhere/vgg.pth")
+    with pytest.raises(ValueError, match="unknown pretrained weights 'imagenet21k' for vgg11; choose one of: imagenet"):
+        tiny(pretrained="imagenet21k")

@@ -48,3 +48,28 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def write_image_folder(root: Path, classes=("ant", "bee", "cat"), per_class=8, size=20, split=True) -> Path:
+    """A tiny learnable image folder: each class is a distinct colour with noise. With `split`, train/ and val/
+    (val gets half as many per class); without, class folders directly under `root`."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    colours = [(220, 40, 40), (40, 200, 40), (40, 60, 220), (200, 200, 40), (200, 40, 200)]
+    layout = {"train": per_class, "val": max(1, per_class // 2)} if split else {"": per_class}
+    for folder, count in layout.items():
+        for index, name in enumerate(classes):
+            directory = root / folder / name
+            directory.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                noise = rng.integers(-40, 40, size=(size, size, 3))
+                pixels = np.clip(np.array(colours[index % len(colours)]) + noise, 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(directory / f"{name}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return write_image_folder(tmp_path / "data")

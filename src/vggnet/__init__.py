@@ -18,8 +18,10 @@ from .models import (
     extract_features,
     imagenet_categories,
     list_models,
+    load_model,
     load_weights,
 )
+from .train import TrainConfig, TrainResult, train
 
 try:
     __version__ = version("vggnet")
@@ -37,6 +39,10 @@ __all__ = [
     "extract_features",
     "imagenet_categories",
     "list_models",
+    "load_model",
     "load_weights",
     "summarize",
+    "train",
+    "TrainConfig",
+    "TrainResult",
 ]

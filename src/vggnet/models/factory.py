@@ -8,7 +8,9 @@
 import logging
 from pathlib import Path
 
-from .loading import load_weights
+import torch
+
+from .loading import CHECKPOINT_FORMAT, apply_state_dict, load_weights, safe_torch_load
 from .registry import build_model
 from .vgg import VGG
 
@@ -54,4 +56,33 @@ def create_model(
     if pretrained is not None:
         report = load_weights(model, pretrained, progress=progress)
         logger.log(logging.WARNING if report.skipped or report.adapted else logging.INFO, "%s", report)
+    return model
+
+
+def load_model(checkpoint: str | Path) -> VGG:
+    """Rebuild the model saved in a vggnet checkpoint (`best.pt`, `last.pt`) with no other input.
+
+    The model gets the checkpoint's weights, and `model.pretrained_cfg` its classes and preprocessing.
+    """
+    path = Path(checkpoint).expanduser()
+    content = safe_torch_load(path)
+    if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} is not a vggnet checkpoint (no format={CHECKPOINT_FORMAT!r}); for other weights files use "
+            f"vggnet.create_model(name, pretrained={str(path)!r})"
+        )
+    spec = content.get("model")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs"), dict):
+        raise ValueError(f"{path}: entry 'model' must be {{'name': str, 'kwargs': dict}}, got {spec!r}")
+    try:
+        model = build_model(spec["name"], **spec["kwargs"])
+    except TypeError as error:
+        raise ValueError(f"{path}: entry 'model' has arguments VGG does not take ({error})") from error
+    state_dict = content.get("state_dict")
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ValueError(f"{path}: entry 'state_dict' must map parameter names to tensors")
+    meta = {key: content[key] for key in ("classes", "preprocess") if key in content}
+    report = apply_state_dict(model, state_dict, {"source": str(path), **meta})
+    if report.skipped:
+        raise ValueError(f"{path}: the weights do not fill the model it describes (missing {report.skipped})")
     return model

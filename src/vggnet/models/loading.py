@@ -68,8 +68,18 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             return load_safetensors(str(path)), {}
         except (SafetensorError, OSError) as error:
             raise ValueError(f"{path} is not a readable safetensors file ({error}); re-export it") from error
+    return _state_dict_of(safe_torch_load(path), path)
+
+
+def safe_torch_load(path: str | Path) -> object:
+    """`torch.load(path, weights_only=True)` onto the CPU, with errors that say what is wrong.
+
+    Raises:
+        ValueError: the file is damaged or not a PyTorch file, or it carries pickled Python objects (which are
+            never unpickled: they could run code).
+    """
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         foreign = _FOREIGN_GLOBAL.search(str(error))
         if foreign is None:
@@ -81,12 +91,13 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             f"when loaded. Load only tensors: re-save it where you trust it, with torch.save(model.state_dict(), ...) "
             f"or as .safetensors"
         ) from error
+    except FileNotFoundError as error:
+        raise ValueError(f"{path} does not exist; check the path") from error
     except Exception as error:  # torch.load raises RuntimeError, EOFError, zipfile errors... on damaged files
         raise ValueError(
             f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {error}); the file is damaged "
             f"or of another format"
         ) from error
-    return _state_dict_of(obj, path)
 
 
 def _state_dict_of(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -229,10 +240,16 @@ def load_weights(model: VGG, source: str | Path, progress: bool = True) -> LoadR
             "classes": weights.categories,
             "preprocess": dict(weights.preprocess),
         }
+    return apply_state_dict(model, state_dict, pretrained_cfg)
+
+
+def apply_state_dict(model: VGG, state_dict: dict[str, torch.Tensor], pretrained_cfg: dict) -> LoadReport:
+    """Remap `state_dict` onto `model` (see `remap_state_dict`), load it, and set `model.pretrained_cfg`."""
     remapped, report = remap_state_dict(state_dict, model)
     report.source = pretrained_cfg["source"]
     missing, unexpected = model.load_state_dict(remapped, strict=False)
     assert not unexpected and set(missing) <= set(report.skipped) | _batch_counters(model), (missing, unexpected)
+    pretrained_cfg = dict(pretrained_cfg)
     if report.skipped or len(pretrained_cfg.get("classes") or []) != model.num_classes:
         pretrained_cfg.pop("classes", None)
     model.pretrained_cfg = pretrained_cfg

@@ -89,7 +89,8 @@ def get_pretrained(model: str, tag: str) -> PretrainedWeights:
         tags = sorted({t for m, t in PRETRAINED if m == model})
         offered = f"choose one of: {', '.join(tags)}" if tags else "no official weights exist for it"
         raise ValueError(
-            f"unknown pretrained weights {tag!r} for {model}; {offered}, or pass the path of a .pth/.pt/.safetensors file"
+            f"unknown pretrained weights {tag!r} for {model}; {offered}, "
+            f"or pass the path of a .pth/.pt/.safetensors file"
         )
     return PRETRAINED[(model, tag)]
 

@@ -1,0 +1,41 @@
+"""A dataset over (path, label) samples that survives unreadable files."""
+
+import logging
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from .decode import UnreadableImageError, load_rgb
+
+logger = logging.getLogger("vggnet")
+
+
+class ImageListDataset(Dataset):
+    """Decodes `samples[i]`'s file with `load_rgb` and applies `transform`; an unreadable file yields None (and a
+    warning), which `collate_skipping_failures` drops from the batch."""
+
+    def __init__(self, samples: list[tuple[Path, int]], transform) -> None:
+        self.samples = samples
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        path, label = self.samples[index]
+        try:
+            image = load_rgb(path)
+        except UnreadableImageError as error:
+            logger.warning("skipped unreadable image %s", error)
+            return None
+        return self.transform(image), label
+
+
+def collate_skipping_failures(batch: list) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Collate the readable samples; returns (images, labels, number of samples dropped)."""
+    kept = [sample for sample in batch if sample is not None]
+    if not kept:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), len(batch)
+    images, labels = default_collate(kept)
+    return images, labels, len(batch) - len(kept)

@@ -1,0 +1,93 @@
+"""Decode any real-world image file to an 8-bit RGB PIL image, or fail with `UnreadableImageError`.
+
+Handles what turns up in real folders: EXIF orientation; grayscale, palette, CMYK; transparency (RGBA, LA, palette
+with a transparent colour), composited onto white; 16-bit and 32-bit integer and float images, scaled into 0-255
+rather than clipped; animated images (the first frame). Corrupt, truncated, empty and non-image files, and
+decompression bombs (PIL's pixel limit), raise `UnreadableImageError` naming the file and the reason.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+_WHITE = (255, 255, 255, 255)
+
+
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded; `path` and `reason` say which and why."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Decode `path` into an RGB image (see the module docstring for what is handled)."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            image.load()
+            return to_rgb(image)
+    except UnreadableImageError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise UnreadableImageError(path, f"too many pixels, a possible decompression bomb ({error})") from error
+    except FileNotFoundError as error:
+        raise UnreadableImageError(path, "no such file") from error
+    except IsADirectoryError as error:
+        raise UnreadableImageError(path, "a directory, not an image") from error
+    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, EOFError... for bad data
+        reason = str(error) or type(error).__name__
+        if "cannot identify image file" in reason:
+            reason = "not an image PIL can read"
+        raise UnreadableImageError(path, reason) from error
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert a decoded image of any mode to 8-bit RGB."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode == "P" and "transparency" in image.info:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        background = Image.new("RGBA", image.size, _WHITE)
+        return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+    if mode.startswith("I") or mode == "F":
+        return Image.fromarray(_scale_to_uint8(np.asarray(image), mode)).convert("RGB")
+    return image.convert("RGB")
+
+
+def _scale_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """Map high-bit-depth pixel values into 0-255: 16-bit images by 1/257, float images in [0, 1] by 255,
+    32-bit integers by 1/257 when they fit 16 bits; anything else by its own minimum and maximum."""
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if mode.startswith("I;16"):
+        values = values / 257.0
+    elif mode == "F" and low >= 0 and high <= 1:
+        values = values * 255.0
+    elif mode == "I" and low >= 0 and high <= 255:
+        pass
+    elif mode == "I" and low >= 0 and high <= 65535:
+        values = values / 257.0
+    else:
+        values = (values - low) / ((high - low) or 1.0) * 255.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def find_unreadable(paths: list[Path], workers: int = 4) -> list[UnreadableImageError]:
+    """Decode every file (in threads: PIL releases the GIL while decoding) and return the failures."""
+
+    def check(path: Path) -> UnreadableImageError | None:
+        try:
+            load_rgb(path)
+        except UnreadableImageError as error:
+            return error
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return [error for error in pool.map(check, paths) if error is not None]

@@ -1,0 +1,134 @@
+"""Find the images and classes of a dataset folder, and split it into train and validation sets.
+
+Two layouts are accepted, with class names taken from the sorted sub-folder names as torchvision's ImageFolder does:
+
+    DIR/train/<class>/*  and  DIR/val/<class>/*      (also valid/ or validation/)
+    DIR/<class>/*                                   split per class by --val-split, seeded
+"""
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+VAL_FOLDER_NAMES = ("val", "valid", "validation")
+
+Sample = tuple[Path, int]
+
+
+@dataclass
+class DatasetSplits:
+    """Class names and the (path, class index) samples of each split."""
+
+    classes: list[str]
+    train: list[Sample]
+    val: list[Sample]
+    layout: str
+
+    def counts(self) -> dict[str, list[int]]:
+        """Images per class for each split: {"train": [n0, n1, ...], "val": [...]}."""
+        result = {}
+        for split, samples in (("train", self.train), ("val", self.val)):
+            per_class = [0] * len(self.classes)
+            for _, label in samples:
+                per_class[label] += 1
+            result[split] = per_class
+        return result
+
+    def describe(self) -> str:
+        """A short table: class, train count, val count, and the totals."""
+        counts = self.counts()
+        width = max(len("class"), *(len(c) for c in self.classes))
+        lines = [f"{'class':<{width}}  {'train':>7}  {'val':>7}"]
+        for index, name in enumerate(self.classes):
+            lines.append(f"{name:<{width}}  {counts['train'][index]:>7}  {counts['val'][index]:>7}")
+        lines.append(f"{'total':<{width}}  {len(self.train):>7}  {len(self.val):>7}")
+        return "\n".join(lines)
+
+
+def discover_splits(root: str | Path, val_split: float = 0.2, seed: int = 0) -> DatasetSplits:
+    """Find classes and images under `root` and return the train and validation samples.
+
+    Args:
+        root: A folder with `train/` and `val/` (or `valid/`, `validation/`) sub-folders of classes, or with class
+            sub-folders directly.
+        val_split: For the second layout, the fraction of each class's images held out for validation.
+        seed: For the second layout, seeds the per-class split.
+
+    Raises:
+        ValueError: the folder is missing or its layout cannot be used, with what to change.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"dataset folder {str(root)!r} does not exist; pass --data DIR with class sub-folders")
+    train_dir = root / "train"
+    val_dir = next((root / name for name in VAL_FOLDER_NAMES if (root / name).is_dir()), None)
+    if train_dir.is_dir():
+        if val_dir is None:
+            raise ValueError(
+                f"{root} has train/ but no val/ (or valid/, validation/) folder; add one with the same class "
+                f"sub-folders, or put the class folders directly in {root} to split them with --val-split"
+            )
+        classes, train = _scan_classes(train_dir)
+        val_classes, val = _scan_classes(val_dir)
+        if val_classes != classes:
+            only_train = sorted(set(classes) - set(val_classes))
+            only_val = sorted(set(val_classes) - set(classes))
+            raise ValueError(
+                f"the class folders of {train_dir} and {val_dir} differ (only in train: {only_train or 'none'}; "
+                f"only in {val_dir.name}: {only_val or 'none'}); give both splits the same class folders"
+            )
+        return DatasetSplits(classes, train, val, layout=f"train/ + {val_dir.name}/")
+    if not 0.0 < val_split < 1.0:
+        raise ValueError(f"--val-split {val_split} must be between 0 and 1 (exclusive), e.g. 0.2")
+    classes, samples = _scan_classes(root)
+    train, val = _split_per_class(samples, len(classes), val_split, seed)
+    empty_val = [classes[c] for c in range(len(classes)) if not any(label == c for _, label in val)]
+    if empty_val:
+        raise ValueError(
+            f"classes {empty_val} have a single image, so none can be held out for validation; add images "
+            f"to them, or give train/ and val/ folders"
+        )
+    return DatasetSplits(classes, train, val, layout=f"class folders, {val_split:.0%} held out per class")
+
+
+def _scan_classes(folder: Path) -> tuple[list[str], list[Sample]]:
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise ValueError(
+            f"{folder} has {len(classes)} class folder(s) ({classes or 'none'}); a classifier needs two or more: "
+            f"put each class's images in its own sub-folder, e.g. {folder}/cat/ and {folder}/dog/"
+        )
+    samples = []
+    for label, name in enumerate(classes):
+        images = _images_in(folder / name)
+        if not images:
+            raise ValueError(
+                f"class folder {folder / name} has no images ({', '.join(IMAGE_EXTENSIONS)}); add some or remove it"
+            )
+        samples.extend((path, label) for path in images)
+    return classes, samples
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """Image files below `folder` (recursively, sorted), skipping hidden files such as .DS_Store and ._* ."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        and path.is_file()
+    )
+
+
+def _split_per_class(samples: list[Sample], num_classes: int, val_split: float, seed: int):
+    rng = random.Random(seed)
+    train, val = [], []
+    for label in range(num_classes):
+        members = [s for s in samples if s[1] == label]
+        rng.shuffle(members)
+        # At least one image of each class on each side, where the class has two.
+        held_out = min(len(members) - 1, max(1, round(len(members) * val_split)))
+        val.extend(members[:held_out])
+        train.extend(members[held_out:])
+    return sorted(train), sorted(val)

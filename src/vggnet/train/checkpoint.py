@@ -1,0 +1,108 @@
+"""Self-describing checkpoints, written atomically, and the random-number state that makes resuming exact.
+
+A checkpoint is a dict of tensors and plain Python values (loadable with `torch.load(weights_only=True)`):
+`format`, `version`, `model` ({"name", "kwargs"}), `state_dict`, `classes`, `preprocess`, `config`, `epoch`,
+`metrics`; `last.pt` adds `optimizer`, `scheduler`, `scaler`, `rng` and `progress` (the loop's own state).
+"""
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.loading import CHECKPOINT_FORMAT, safe_torch_load
+from ..models.vgg import VGG
+
+CHECKPOINT_VERSION = 1
+_RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "progress", "config")
+
+
+def model_checkpoint(model: VGG, classes: list[str], preprocess: dict, config: dict, epoch: int, metrics: dict):
+    """The part of a checkpoint that every later verb needs: the model, its classes and preprocessing."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": {"name": model.model_name, "kwargs": model.model_kwargs},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "classes": list(classes),
+        "preprocess": dict(preprocess),
+        "config": dict(config),
+        "epoch": epoch,
+        "metrics": dict(metrics),
+    }
+
+
+def atomic_save(content: dict, path: Path) -> None:
+    """Write with `torch.save` to a temporary file in the same folder, flush and fsync it, then rename it over
+    `path`: a crash at any moment leaves either the previous file or the new one, never a torn one."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as f:
+            torch.save(content, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
+
+
+def load_resume_checkpoint(path: str | Path) -> dict:
+    """Read a `last.pt` for `--resume`, checking that it is a vggnet checkpoint with the training state."""
+    path = Path(path).expanduser()
+    content = safe_torch_load(path)
+    if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"--resume {path} is not a vggnet checkpoint; pass a run's last.pt")
+    missing = [key for key in _RESUME_KEYS if key not in content]
+    if missing:
+        raise ValueError(
+            f"--resume {path} has no training state ({', '.join(missing)} missing): best.pt holds only the model; "
+            f"resume from last.pt in the same folder, or fine-tune with --pretrained {path}"
+        )
+    if content.get("version", 0) > CHECKPOINT_VERSION:
+        raise ValueError(f"--resume {path} was written by a newer vggnet (version {content['version']}); upgrade")
+    return content
+
+
+def capture_rng() -> dict:
+    """The state of every random-number generator the loop uses (Python, NumPy, torch CPU and CUDA)."""
+    state = {
+        "python": random.getstate(),
+        "numpy": _numpy_state_to_plain(np.random.get_state()),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    random.setstate(_as_tuples(state["python"]))
+    np.random.set_state(_numpy_state_from_plain(state["numpy"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _numpy_state_to_plain(state: tuple) -> dict:
+    name, keys, position, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+            "has_gauss": int(has_gauss), "cached": float(cached)}  # fmt: skip
+
+
+def _numpy_state_from_plain(state: dict) -> tuple:
+    keys = state["keys"].numpy().astype(np.uint32)
+    return state["name"], keys, state["pos"], state["has_gauss"], state["cached"]
+
+
+def _as_tuples(value):
+    """`random.setstate` needs tuples; a round trip through some serialisers gives lists."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

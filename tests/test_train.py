@@ -1,0 +1,302 @@
+"""Training on tiny generated folders: the run folder, checkpoints, resuming, config merging, bad data."""
+
+import csv
+import os
+import signal
+
+import pytest
+import torch
+import yaml
+
+import vggnet
+from vggnet.cli import main
+from vggnet.train import TrainConfig, TrainingInterrupted, loop, train
+from vggnet.train import checkpoint as checkpoint_module
+
+TINY = {
+    "model": "vgg11_bn",
+    "head": "compact",
+    "width_mult": 0.125,
+    "img_size": 32,
+    "batch_size": 8,
+    "epochs": 3,
+    "workers": 0,
+    "lr": 0.05,
+    "precision": "fp32",
+}
+
+
+def tiny_train(data, out, **overrides):
+    return train(data=str(data), out=str(out), **{**TINY, **overrides})
+
+
+def read_rows(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_run_learns_and_leaves_a_complete_run_folder(image_folder, tmp_path, capsys):
+    result = tiny_train(image_folder, tmp_path / "runs", epochs=4, precision="auto")
+    run = result.run_dir
+    assert run == tmp_path / "runs" / "exp"
+    assert {p.name for p in run.iterdir()} == {
+        "config.yaml", "metrics.csv", "best.pt", "last.pt", "results.png", "confusion_matrix.png"
+    }  # fmt: skip
+    rows = read_rows(run)
+    assert list(rows[0]) == [
+        "epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "seconds", "images_per_s"
+    ]  # fmt: skip
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert result.best["val_top1"] == pytest.approx(max(float(r["val_top1"]) for r in rows), abs=1e-6)
+    assert result.best["val_top1"] >= 0.9  # three colours: easy
+    assert all(0 <= float(r["val_top1"]) <= float(r["val_top5"]) <= 1 for r in rows)
+    out = capsys.readouterr().out
+    assert "ant  " in out and "total " in out  # the class table
+    assert "precision bf16" in out or "precision fp32" in out
+    assert f"best val top-1 {result.best['val_top1']:.4f}" in out
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert TrainConfig(**saved).epochs == 4 and saved["lr"] == 0.05 and saved["weight_decay"] == 5e-4
+
+
+def test_progress_bar_on_a_terminal(image_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(loop, "_is_interactive", lambda: True)
+    tiny_train(image_folder, tmp_path / "runs", epochs=1)
+    bar = capsys.readouterr().err
+    assert "epoch 1/1" in bar and "3/3" in bar
+    for field in ("loss=", "top1=", "lr=", "img_s="):
+        assert field in bar
+
+
+def test_checkpoints_are_self_describing(image_folder, tmp_path):
+    result = tiny_train(image_folder, tmp_path / "runs", epochs=2)
+    best = torch.load(result.run_dir / "best.pt", weights_only=True)
+    assert best["format"] == "vggnet-checkpoint" and best["classes"] == ["ant", "bee", "cat"]
+    assert best["model"] == {"name": "vgg11_bn", "kwargs": {**best["model"]["kwargs"], "num_classes": 3}}
+    assert best["preprocess"]["img_size"] == 32 and best["runtime"]["precision"] == "fp32"
+    assert "optimizer" not in best
+    last = torch.load(result.run_dir / "last.pt", weights_only=True)
+    assert {"optimizer", "scheduler", "scaler", "rng", "progress"} <= last.keys()
+    # Rebuilt from the path alone, the best model scores on the validation folder what the run recorded.
+    model = vggnet.load_model(result.run_dir / "best.pt")
+    assert model.pretrained_cfg["classes"] == ["ant", "bee", "cat"]
+    from vggnet.data import ImageListDataset, build_transform, collate_skipping_failures, discover_splits
+
+    splits = discover_splits(image_folder)
+    dataset = ImageListDataset(splits.val, build_transform(model.pretrained_cfg["preprocess"]))
+    batches = torch.utils.data.DataLoader(dataset, batch_size=5, collate_fn=collate_skipping_failures)
+    recomputed = loop.evaluate(model, batches, torch.device("cpu"))
+    assert recomputed["top1"] == pytest.approx(best["metrics"]["val_top1"])
+    assert recomputed["loss"] == pytest.approx(best["metrics"]["val_loss"], rel=1e-4)
+
+
+def test_runs_are_numbered_never_overwritten(image_folder, tmp_path):
+    first = tiny_train(image_folder, tmp_path / "runs", epochs=1, name="trial")
+    second = tiny_train(image_folder, tmp_path / "runs", epochs=1, name="trial")
+    assert (first.run_dir.name, second.run_dir.name) == ("trial", "trial2")
+    assert (first.run_dir / "best.pt").exists()
+
+
+class Crash(Exception):
+    pass
+
+
+def _crash_after_epoch(monkeypatch, epoch):
+    original = loop._Run._end_epoch
+
+    def end_epoch_then_crash(self):
+        row = original(self)
+        if self.epoch == epoch:
+            raise Crash
+        return row
+
+    monkeypatch.setattr(loop._Run, "_end_epoch", end_epoch_then_crash)
+
+
+def _assert_same_run(a, b):
+    state_a = torch.load(a / "last.pt", weights_only=True)
+    state_b = torch.load(b / "last.pt", weights_only=True)
+    for key, value in state_a["state_dict"].items():
+        assert torch.equal(value, state_b["state_dict"][key]), key
+    timing = {"seconds", "images_per_s"}
+    rows_a, rows_b = read_rows(a), read_rows(b)
+    assert [{k: v for k, v in r.items() if k not in timing} for r in rows_a] == [
+        {k: v for k, v in r.items() if k not in timing} for r in rows_b
+    ]
+
+
+def test_resume_after_an_epoch_equals_an_uninterrupted_run(image_folder, tmp_path, monkeypatch):
+    settings = {"augment": "basic", "dropout": 0.5, "deterministic": True, "seed": 3}
+    full = tiny_train(image_folder, tmp_path / "runs", name="full", **settings)
+    with monkeypatch.context() as patch:
+        _crash_after_epoch(patch, 1)
+        with pytest.raises(Crash):
+            tiny_train(image_folder, tmp_path / "runs", name="cut", **settings)
+    cut = tmp_path / "runs" / "cut"
+    assert len(read_rows(cut)) == 1
+    resumed = train(resume=cut / "last.pt")
+    assert resumed.run_dir == cut
+    _assert_same_run(full.run_dir, cut)
+    assert [int(r["epoch"]) for r in read_rows(cut)] == [1, 2, 3]
+
+
+def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(image_folder, tmp_path, monkeypatch, capsys):
+    settings = {"augment": "none", "dropout": 0.0, "deterministic": True}
+    full = tiny_train(image_folder, tmp_path / "runs", name="full", **settings)
+    fetched = {"count": 0}
+    original = loop.ImageListDataset.__getitem__
+
+    def getitem_then_ctrl_c(self, index):
+        fetched["count"] += 1
+        if fetched["count"] == 24 + 12 + 8 + 3:  # epoch 1 (24 train, 12 val), then in epoch 2's second batch
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, index)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop.ImageListDataset, "__getitem__", getitem_then_ctrl_c)
+        with pytest.raises(TrainingInterrupted) as interrupted:
+            tiny_train(image_folder, tmp_path / "runs", name="cut", **settings)
+    cut = tmp_path / "runs" / "cut"
+    assert interrupted.value.resume_command == f"vggnet train --resume {cut / 'last.pt'}"
+    assert "Resume with: vggnet train --resume" in capsys.readouterr().err
+    progress = torch.load(cut / "last.pt", weights_only=True)["progress"]
+    assert progress["epoch"] == 1 and progress["partial"]["step"] == 1
+    train(resume=cut / "last.pt")
+    _assert_same_run(full.run_dir, cut)
+
+
+def test_resume_repairs_metrics_written_after_the_last_checkpoint(image_folder, tmp_path):
+    result = tiny_train(image_folder, tmp_path / "runs", epochs=2)
+    last = torch.load(result.run_dir / "last.pt", weights_only=True)
+    # A crash after metrics.csv was written but before last.pt was: the file is one row ahead.
+    last["progress"]["history"] = last["progress"]["history"][:1]
+    last["progress"]["epoch"] = 1
+    torch.save(last, result.run_dir / "last.pt")
+    train(resume=result.run_dir / "last.pt")
+    assert [int(r["epoch"]) for r in read_rows(result.run_dir)] == [1, 2]
+
+
+def test_resume_refuses_new_settings_and_best_pt(image_folder, tmp_path):
+    result = tiny_train(image_folder, tmp_path / "runs", epochs=1)
+    with pytest.raises(ValueError, match="drop --lr"):
+        train(resume=result.run_dir / "last.pt", lr=0.1)
+    with pytest.raises(ValueError, match="best.pt holds only the model; resume from last.pt"):
+        train(resume=result.run_dir / "best.pt")
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint(image_folder, tmp_path, monkeypatch):
+    result = tiny_train(image_folder, tmp_path / "runs", epochs=1)
+    before = (result.run_dir / "last.pt").read_bytes()
+
+    def full_disk(content, f):
+        f.write(b"partial bytes")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint_module.atomic_save({"x": torch.zeros(1)}, result.run_dir / "last.pt")
+    assert (result.run_dir / "last.pt").read_bytes() == before
+    assert not [p for p in result.run_dir.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    assert torch.load(result.run_dir / "last.pt", weights_only=True)["epoch"] == 1
+
+
+def test_config_file_and_flags(image_folder, tmp_path):
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"data: {image_folder}\nepochs: 5\nlr: 1e-2\nbatch-size: 4\nmodel: vgg11\n")
+    merged = loop.make_config({**loop.load_config_file(config), "epochs": 1})
+    assert (merged.epochs, merged.lr, merged.batch_size, merged.model) == (1, 0.01, 4, "vgg11")
+    config.write_text("epochs: 5\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['learning_rate'\]"):
+        loop.make_config(loop.load_config_file(config))
+    config.write_text("- just\n- a list\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        loop.load_config_file(config)
+
+
+def test_digits_defaults_apply_only_without_data():
+    assert loop.make_config({}).model == "vgg11_bn"
+    assert loop.make_config({"epochs": 2}).img_size == 32
+    assert loop.make_config({"data": "x"}).model == "vgg16_bn"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"epochs": 0}, "--epochs must be at least 1, got 0"),
+        ({"opt": "adam"}, "unknown --opt 'adam'; choose one of: sgd, adamw"),
+        ({"img_size": 16}, "--img-size must be at least 32"),
+        ({"lr": -1.0}, "--lr must be positive"),
+        ({"batch_size": "8"}, "--batch-size must be int, got '8'"),
+        ({"warmup_epochs": -1}, "--warmup-epochs must be at least 0"),
+        ({"label_smoothing": 1.0}, "--label-smoothing must be in"),
+        ({"name": "../x"}, "--name '../x' must be a plain folder name"),
+    ],
+)
+def test_bad_settings_name_the_flag(image_folder, tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_train(image_folder, tmp_path / "runs", **settings)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unreadable_images_are_skipped_or_refused(image_folder, tmp_path, caplog):
+    (image_folder / "train" / "ant" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (image_folder / "val" / "bee" / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"2 unreadable image\(s\) \(--strict\)"):
+        tiny_train(image_folder, tmp_path / "runs", strict=True)
+    assert not (tmp_path / "runs").exists()
+    result = tiny_train(image_folder, tmp_path / "runs", epochs=1)
+    assert "skipping 2 unreadable image(s)" in caplog.text and "broken.png" in caplog.text
+    assert result.metrics["epoch"] == 1
+
+
+def test_early_stopping(image_folder, tmp_path, capsys):
+    result = tiny_train(
+        image_folder,
+        tmp_path / "runs",
+        epochs=6,
+        lr=1e-12,
+        sched="none",
+        warmup_epochs=0,
+        patience=2,
+        freeze_features=True,
+    )
+    assert result.stopped_early and result.metrics["epoch"] == 3
+    assert "early stop: validation top-1 did not improve for 2 epochs" in capsys.readouterr().out
+
+
+def test_fine_tuning_with_frozen_features(image_folder, tmp_path):
+    source = tiny_train(image_folder, tmp_path / "runs", epochs=1)
+    before = torch.load(source.run_dir / "best.pt", weights_only=True)["state_dict"]
+    tuned = tiny_train(
+        image_folder, tmp_path / "runs", epochs=1, pretrained=str(source.run_dir / "best.pt"), freeze_features=True
+    )
+    after = torch.load(tuned.run_dir / "best.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("features."))
+    assert not torch.equal(before["classifier.1.weight"], after["classifier.1.weight"])
+
+
+def test_tensorboard_events(image_folder, tmp_path):
+    pytest.importorskip("tensorboard")
+    result = tiny_train(image_folder, tmp_path / "runs", epochs=1, tensorboard=True)
+    assert any(p.name.startswith("events.out.tfevents") for p in result.run_dir.iterdir())
+
+
+def test_cli_trains_and_reports(image_folder, tmp_path, capsys):
+    code = main(
+        ["train", "--data", str(image_folder), "--out", str(tmp_path / "runs"), "--model", "vgg11", "--head",
+         "compact", "--width-mult", "0.125", "--img-size", "32", "--epochs", "1", "--batch-size", "8",
+         "--workers", "1", "--precision", "fp32"]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1" in out and "best val top-1" in out
+    assert (tmp_path / "runs" / "exp" / "best.pt").exists()
+    assert main(["train", "--data", str(image_folder), "--epochs", "0"]) == 2
+    assert "vggnet train: error: --epochs must be at least 1" in capsys.readouterr().err
+
+
+def test_cli_writes_the_digits(tmp_path, capsys):
+    assert main(["data", "digits", "--out", str(tmp_path / "digits")]) == 0
+    assert "train/ 1437 images" in capsys.readouterr().out
+    assert len(list((tmp_path / "digits" / "val").rglob("*.png"))) == 360

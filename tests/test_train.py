@@ -1,6 +1,7 @@
 """Training on tiny generated folders: the run folder, checkpoints, resuming, config merging, bad data."""
 
 import csv
+import functools
 import os
 import signal
 
@@ -61,6 +62,7 @@ def test_a_run_learns_and_leaves_a_complete_run_folder(image_folder, tmp_path, c
 
 def test_progress_bar_on_a_terminal(image_folder, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(loop, "_is_interactive", lambda: True)
+    monkeypatch.setattr(loop, "tqdm", functools.partial(loop.tqdm, mininterval=0, miniters=1))  # draw every step
     tiny_train(image_folder, tmp_path / "runs", epochs=1)
     bar = capsys.readouterr().err
     assert "epoch 1/1" in bar and "3/3" in bar

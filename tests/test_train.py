@@ -11,6 +11,7 @@ import yaml
 
 import vggnet
 from vggnet.cli import main
+from vggnet.infer.evaluate import evaluate_loader
 from vggnet.train import TrainConfig, TrainingInterrupted, loop, train
 from vggnet.train import checkpoint as checkpoint_module
 
@@ -87,7 +88,7 @@ def test_checkpoints_are_self_describing(image_folder, tmp_path):
     splits = discover_splits(image_folder)
     dataset = ImageListDataset(splits.val, build_transform(model.pretrained_cfg["preprocess"]))
     batches = torch.utils.data.DataLoader(dataset, batch_size=5, collate_fn=collate_skipping_failures)
-    recomputed = loop.evaluate(model, batches, torch.device("cpu"))
+    recomputed = evaluate_loader(model, batches, torch.device("cpu"))
     assert recomputed["top1"] == pytest.approx(best["metrics"]["val_top1"])
     assert recomputed["loss"] == pytest.approx(best["metrics"]["val_loss"], rel=1e-4)
 

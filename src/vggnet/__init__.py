@@ -11,6 +11,11 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .analysis import LayerSummary, ModelSummary, describe_models, summarize
+from .infer.embed import embed
+from .infer.evaluate import evaluate
+from .infer.export import export
+from .infer.predict import predict
+from .infer.visualize import feature_grid, grad_cam, save_grad_cam
 from .models import (
     VGG,
     LoadReport,
@@ -36,11 +41,18 @@ __all__ = [
     "__version__",
     "create_model",
     "describe_models",
+    "embed",
+    "evaluate",
+    "export",
+    "feature_grid",
+    "grad_cam",
     "extract_features",
     "imagenet_categories",
     "list_models",
     "load_model",
     "load_weights",
+    "predict",
+    "save_grad_cam",
     "summarize",
     "train",
     "TrainConfig",

@@ -7,26 +7,43 @@ Exit codes: 0 success, 1 a failure at run time, 2 a bad argument (the message na
 """
 
 import argparse
+import csv
+import io
 import json
 import logging
 import sys
+from pathlib import Path
 
 from . import __version__
 from .analysis import FORMATS, describe_models, summarize
 from .data.digits import write_digits
 from .data.transforms import AUGMENTS
+from .infer.embed import embed
+from .infer.evaluate import evaluate, render_report
+from .infer.export import FORMATS as EXPORT_FORMATS
+from .infer.export import export
+from .infer.predict import predict
+from .infer.visualize import feature_grid, grad_cam, save_grad_cam
 from .models.registry import list_models
 from .models.vgg import HEADS
 from .runtime import DEVICES, PRECISIONS
 from .tables import render_table
 from .train.config import OPTIMIZERS, SCHEDULERS
 from .train.loop import TrainingInterrupted, train
+from .train.run_dir import new_run_dir
 
 EXAMPLES = """\
 examples:
   vggnet train                           train on the built-in digits (about two minutes on a CPU)
   vggnet train --data DIR --model vgg16_bn --pretrained imagenet --epochs 20
   vggnet train --resume runs/train/exp/last.pt
+  vggnet eval --model runs/train/exp/best.pt --data DIR
+  vggnet predict --model runs/train/exp/best.pt photos/ --topk 3 --format json
+  vggnet predict --model vgg16 --pretrained imagenet cat.jpg --save-viz out/
+  vggnet embed --model runs/train/exp/best.pt photos/ --out features.npz
+  vggnet features --model runs/train/exp/best.pt cat.jpg --layer conv1_1 --out grid.png
+  vggnet explain --model runs/train/exp/best.pt cat.jpg --out cam.png
+  vggnet export --model runs/train/exp/best.pt --format onnx
   vggnet data digits --out data/digits   write the built-in dataset as an image folder
   vggnet models                          the variants with their size, cost and ImageNet accuracy
   vggnet summary vgg16                   shapes, parameters, MACs and receptive field of every layer
@@ -47,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vggnet {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(commands)
+    _add_eval(commands)
+    _add_predict(commands)
+    _add_embed(commands)
+    _add_features(commands)
+    _add_explain(commands)
+    _add_export(commands)
     _add_data(commands)
     _add_summary(commands)
     _add_models(commands)
@@ -109,6 +132,229 @@ def _run_train(args: argparse.Namespace) -> None:
         train(resume=settings.pop("resume", None), config_file=settings.pop("config", None), **settings)
     except TrainingInterrupted as interrupted:
         raise SystemExit(130) from interrupted
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser, precision: bool = True) -> None:
+    parser.add_argument(
+        "--model", required=True, metavar="CKPT|NAME", help="a checkpoint (best.pt) or a model name with --pretrained"
+    )
+    parser.add_argument("--pretrained", metavar="imagenet|PATH", help="weights for a model name")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA when available")
+    if precision:
+        parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="numeric precision (fp32)")
+
+
+def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0)")
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "eval",
+        help="top-1/top-5, loss, per-class precision/recall/F1 and a confusion matrix on a labelled folder",
+        description="Evaluate on DIR's class folders (or those in DIR/val, valid, validation or test). The class "
+        "names must be the model's. Writes confusion_matrix.png, confusion_matrix.csv and metrics.json to --out "
+        "(default runs/eval/exp, numbered when taken).",
+        epilog="example: vggnet eval --model runs/train/exp/best.pt --data data/digits --format json",
+    )
+    _add_model_arguments(parser)
+    parser.add_argument("--data", required=True, metavar="DIR", help="labelled image folder")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (table)")
+    parser.add_argument("--out", metavar="DIR", help="folder for the plots and tables (runs/eval/exp)")
+    _add_batch_arguments(parser)
+    parser.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> None:
+    out = Path(args.out) if args.out else None
+    report = evaluate(
+        args.model,
+        args.data,
+        pretrained=args.pretrained,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        precision=args.precision,
+        out=out or new_run_dir("runs/eval", "exp"),
+    )
+    print(render_report(report, args.format))
+
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "predict",
+        help="classify image files, folders and globs",
+        description="Classify images. PATH is a file, a folder (searched recursively) or a glob. An input that "
+        "is missing or unreadable gets an error record and the rest still run; the exit code is then 1.",
+        epilog="example: vggnet predict --model vgg16 --pretrained imagenet cat.jpg 'photos/*.jpg' --topk 3",
+    )
+    _add_model_arguments(parser)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
+    parser.add_argument("--topk", type=int, default=5, help="predictions per image (5)")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (table)")
+    parser.add_argument("--save-viz", metavar="DIR", help="also write each image with its predictions drawn on it")
+    _add_batch_arguments(parser)
+    parser.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    records = predict(
+        args.model,
+        args.paths,
+        pretrained=args.pretrained,
+        topk=args.topk,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        precision=args.precision,
+        save_viz=args.save_viz,
+        progress=sys.stderr.isatty(),
+    )
+    print(render_records(records, args.format))
+    failed = sum("error" in record for record in records)
+    if failed:
+        print(f"{failed} of {len(records)} input(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _add_embed(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "embed",
+        help="one feature vector per image, saved as .npz",
+        description="Compute a feature vector per image at --layer (default: the input of the last layer, relu7 "
+        "for the classic head) and save features, paths and layer to an .npz file. Spatial layers are "
+        "global-average-pooled.",
+        epilog="example: vggnet embed --model runs/train/exp/best.pt photos/ --layer pool5 --normalize --out f.npz",
+    )
+    _add_model_arguments(parser)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
+    parser.add_argument("--layer", help="canonical layer name (relu7, fc7, pool5, ...)")
+    parser.add_argument("--normalize", action="store_true", help="scale each vector to unit L2 norm")
+    parser.add_argument("--out", required=True, metavar="FILE.npz", help="where to save")
+    _add_batch_arguments(parser)
+    parser.set_defaults(run=_run_embed)
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    embeddings = embed(
+        args.model,
+        args.paths,
+        pretrained=args.pretrained,
+        layer=args.layer,
+        normalize=args.normalize,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        precision=args.precision,
+        progress=sys.stderr.isatty(),
+    )
+    path = embeddings.save(args.out)
+    count, width = embeddings.features.shape
+    print(f"{count} vectors of {width} values at {embeddings.layer} -> {path}")
+    for error in embeddings.errors:
+        print(f"{error['path']}: {error['error']}", file=sys.stderr)
+    return 1 if embeddings.errors else 0
+
+
+def _add_features(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "features",
+        help="a grid of one layer's feature maps for an image",
+        description="Save a grid of the feature maps of --layer for IMAGE, each map in its own colour range.",
+        epilog="example: vggnet features --model runs/train/exp/best.pt cat.jpg --layer conv1_1 --out grid.png",
+    )
+    _add_model_arguments(parser, precision=False)
+    parser.add_argument("image", metavar="IMAGE")
+    parser.add_argument("--layer", default="conv1_1", help="canonical layer name (conv1_1)")
+    parser.add_argument("--max-maps", type=int, default=64, help="at most this many channels (64)")
+    parser.add_argument("--out", required=True, metavar="FILE.png")
+    parser.set_defaults(run=_run_features)
+
+
+def _run_features(args: argparse.Namespace) -> None:
+    path = feature_grid(
+        args.model, args.image, args.layer, args.out, pretrained=args.pretrained, max_maps=args.max_maps,
+        device=args.device,
+    )  # fmt: skip
+    print(f"feature maps of {args.layer} -> {path}")
+
+
+def _add_explain(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "explain",
+        help="a Grad-CAM heat map of where the evidence for a class is",
+        description="Save a Grad-CAM heat map over IMAGE (as the network sees it) for the predicted class or "
+        "--class, at the last convolutional block by default.",
+        epilog="example: vggnet explain --model vgg16 --pretrained imagenet cat.jpg --class 'tabby' --out cam.png",
+    )
+    _add_model_arguments(parser, precision=False)
+    parser.add_argument("image", metavar="IMAGE")
+    parser.add_argument("--class", dest="target", metavar="NAME", help="class to explain (default: the predicted)")
+    parser.add_argument("--layer", help="canonical layer name (default: the last ReLU of block 5)")
+    parser.add_argument("--out", required=True, metavar="FILE.png")
+    parser.set_defaults(run=_run_explain)
+
+
+def _run_explain(args: argparse.Namespace) -> None:
+    result = grad_cam(
+        args.model, args.image, target=args.target, layer=args.layer, pretrained=args.pretrained, device=args.device
+    )
+    path = save_grad_cam(result, args.out)
+    print(f"Grad-CAM of {result.class_name!r} (p={result.probability:.3f}) at {result.layer} -> {path}")
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "export",
+        help="ONNX, TorchScript or safetensors, checked by running the written file",
+        description="Export the model; BatchNorm is folded for ONNX and TorchScript. The written file is run on "
+        "sample inputs against PyTorch and the largest difference printed; beyond tolerance the command fails. "
+        "ONNX needs: pip install 'vggnet[export]'.",
+        epilog="example: vggnet export --model runs/train/exp/best.pt --format onnx --dynamic-batch",
+    )
+    _add_model_arguments(parser, precision=False)
+    parser.add_argument("--format", choices=EXPORT_FORMATS, required=True)
+    parser.add_argument("--out", metavar="PATH", help="output file (default: beside the checkpoint)")
+    parser.add_argument("--img-size", type=int, help="input side (default: the model's preprocessing)")
+    parser.add_argument("--dynamic-batch", action="store_true", help="let the batch size vary (ONNX)")
+    parser.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    result = export(
+        args.model, args.format, out=args.out, pretrained=args.pretrained, img_size=args.img_size,
+        dynamic_batch=args.dynamic_batch,
+    )  # fmt: skip
+    print(
+        f"{result.format} -> {result.path} (input {result.input_size}x{result.input_size}); checked: max abs "
+        f"difference {result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g})"
+    )
+
+
+def render_records(records: list[dict], style: str) -> str:
+    """Prediction records as JSON, CSV (one row per path and rank) or a text table (top prediction first)."""
+    if style == "json":
+        return json.dumps(records, indent=2)
+    if style == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["path", "rank", "class", "index", "prob", "error"])
+        for record in records:
+            if "error" in record:
+                writer.writerow([record["path"], "", "", "", "", record["error"]])
+            for rank, top in enumerate(record.get("top", []), start=1):
+                writer.writerow([record["path"], rank, top["class"], top["index"], f"{top['prob']:.6f}", ""])
+        return buffer.getvalue().rstrip("\n")
+    rows = [
+        [
+            record["path"],
+            "ERROR" if "error" in record else record["top"][0]["class"],
+            record.get("error") or "  ".join(f"{t['class']} {t['prob']:.3f}" for t in record["top"]),
+        ]
+        for record in records
+    ]
+    return render_table(["path", "class", "top predictions"], rows)
 
 
 def _add_data(commands: argparse._SubParsersAction) -> None:
@@ -191,16 +437,40 @@ def _run_models(args: argparse.Namespace) -> None:
     print("\naccuracy: ImageNet-1K validation, official weights (pretrained='imagenet'), as published by torchvision")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of each message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def _show_vggnet_messages() -> None:
+    """Print vggnet's own log messages (reports, warnings) plainly on stderr; other libraries' stay as set."""
+    logger = logging.getLogger("vggnet")
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the `vggnet` command with `argv` (default: the process arguments) and return its exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _show_vggnet_messages()
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        code = args.run(args) or 0
     except ValueError as error:
         print(f"vggnet {args.command}: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
         print(f"vggnet {args.command}: failed: {error}", file=sys.stderr)
         return 1
-    return 0
+    return code

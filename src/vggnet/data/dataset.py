@@ -39,3 +39,28 @@ def collate_skipping_failures(batch: list) -> tuple[torch.Tensor, torch.Tensor, 
         return torch.empty(0), torch.empty(0, dtype=torch.long), len(batch)
     images, labels = default_collate(kept)
     return images, labels, len(batch) - len(kept)
+
+
+class ImagePathDataset(Dataset):
+    """For inference: item `i` is (tensor, i, None), or (None, i, reason) when the file cannot be decoded."""
+
+    def __init__(self, paths: list[str | Path], transform) -> None:
+        self.paths = paths
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str | None]:
+        try:
+            return self.transform(load_rgb(self.paths[index])), index, None
+        except UnreadableImageError as error:
+            return None, index, error.reason
+
+
+def collate_inference(batch: list) -> tuple[torch.Tensor, list[int], list[tuple[int, str]]]:
+    """(images of the readable items, their indices, (index, reason) of the unreadable ones)."""
+    kept = [(image, index) for image, index, reason in batch if reason is None]
+    failed = [(index, reason) for _, index, reason in batch if reason is not None]
+    images = torch.stack([image for image, _ in kept]) if kept else torch.empty(0)
+    return images, [index for _, index in kept], failed

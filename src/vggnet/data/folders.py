@@ -12,6 +12,7 @@ from pathlib import Path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 VAL_FOLDER_NAMES = ("val", "valid", "validation")
+EVAL_FOLDER_NAMES = (*VAL_FOLDER_NAMES, "test")
 
 Sample = tuple[Path, int]
 
@@ -92,6 +93,30 @@ def discover_splits(root: str | Path, val_split: float = 0.2, seed: int = 0) -> 
     return DatasetSplits(classes, train, val, layout=f"class folders, {val_split:.0%} held out per class")
 
 
+def evaluation_samples(root: str | Path, classes: list[str]) -> list[Sample]:
+    """The labelled images to evaluate a model with `classes` on: the class folders in `root/val/` (or
+    `valid/`, `validation/`, `test/`) when present, else in `root`.
+
+    Raises:
+        ValueError: the folder is missing, or its class folders are not exactly the model's classes.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"--data {str(root)!r} does not exist; pass a folder of class sub-folders")
+    folder = next((root / name for name in EVAL_FOLDER_NAMES if (root / name).is_dir()), root)
+    found, samples = _scan_classes(folder)
+    if set(found) != set(classes):
+        missing = sorted(set(classes) - set(found))
+        unknown = sorted(set(found) - set(classes))
+        listing = ", ".join(classes[:20]) + (" ..." if len(classes) > 20 else "")
+        raise ValueError(
+            f"the class folders of {folder} differ from the model's classes (missing: {missing or 'none'}; "
+            f"not the model's: {unknown or 'none'}); name the folders after the model's classes: {listing}"
+        )
+    index = {name: i for i, name in enumerate(classes)}
+    return [(path, index[found[label]]) for path, label in samples]
+
+
 def _scan_classes(folder: Path) -> tuple[list[str], list[Sample]]:
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
@@ -101,7 +126,7 @@ def _scan_classes(folder: Path) -> tuple[list[str], list[Sample]]:
         )
     samples = []
     for label, name in enumerate(classes):
-        images = _images_in(folder / name)
+        images = list_images(folder / name)
         if not images:
             raise ValueError(
                 f"class folder {folder / name} has no images ({', '.join(IMAGE_EXTENSIONS)}); add some or remove it"
@@ -110,8 +135,9 @@ def _scan_classes(folder: Path) -> tuple[list[str], list[Sample]]:
     return classes, samples
 
 
-def _images_in(folder: Path) -> list[Path]:
-    """Image files below `folder` (recursively, sorted), skipping hidden files such as .DS_Store and ._* ."""
+def list_images(folder: Path) -> list[Path]:
+    """Image files below `folder` (recursively, sorted, any case of extension), skipping hidden files and
+    folders such as .DS_Store and ._* ."""
     return sorted(
         path
         for path in folder.rglob("*")

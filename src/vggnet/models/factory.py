@@ -8,9 +8,7 @@
 import logging
 from pathlib import Path
 
-import torch
-
-from .loading import CHECKPOINT_FORMAT, apply_state_dict, load_weights, safe_torch_load
+from .loading import apply_state_dict, load_weights, read_weights_file
 from .registry import build_model
 from .vgg import VGG
 
@@ -60,29 +58,25 @@ def create_model(
 
 
 def load_model(checkpoint: str | Path) -> VGG:
-    """Rebuild the model saved in a vggnet checkpoint (`best.pt`, `last.pt`) with no other input.
-
-    The model gets the checkpoint's weights, and `model.pretrained_cfg` its classes and preprocessing.
+    """Rebuild the model saved in a vggnet checkpoint (`best.pt`, `last.pt`) or a vggnet safetensors export,
+    with no other input. The model gets the weights, and `model.pretrained_cfg` their classes and preprocessing.
     """
     path = Path(checkpoint).expanduser()
-    content = safe_torch_load(path)
-    if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
+    state_dict, meta = read_weights_file(path)
+    spec = meta.get("model")
+    if spec is None:
         raise ValueError(
-            f"{path} is not a vggnet checkpoint (no format={CHECKPOINT_FORMAT!r}); for other weights files use "
-            f"vggnet.create_model(name, pretrained={str(path)!r})"
+            f"{path} is not a vggnet checkpoint (it does not say which model it holds); for other weights files "
+            f"use vggnet.create_model(name, pretrained={str(path)!r})"
         )
-    spec = content.get("model")
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs"), dict):
         raise ValueError(f"{path}: entry 'model' must be {{'name': str, 'kwargs': dict}}, got {spec!r}")
     try:
         model = build_model(spec["name"], **spec["kwargs"])
     except TypeError as error:
         raise ValueError(f"{path}: entry 'model' has arguments VGG does not take ({error})") from error
-    state_dict = content.get("state_dict")
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f"{path}: entry 'state_dict' must map parameter names to tensors")
-    meta = {key: content[key] for key in ("classes", "preprocess") if key in content}
-    report = apply_state_dict(model, state_dict, {"source": str(path), **meta})
+    extra = {key: meta[key] for key in ("classes", "preprocess") if key in meta}
+    report = apply_state_dict(model, state_dict, {"source": str(path), **extra})
     if report.skipped:
         raise ValueError(f"{path}: the weights do not fill the model it describes (missing {report.skipped})")
     return model

@@ -10,6 +10,7 @@ unpickled beyond tensors and plain Python values.
     >>> report = load_weights(model, "vgg16_flowers.pth")
 """
 
+import json
 import pickle
 import re
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file as load_safetensors
 
 from .registry import build_model, list_models
@@ -25,6 +26,8 @@ from .vgg import VGG
 from .weights import fetch_pretrained, get_pretrained
 
 CHECKPOINT_FORMAT = "vggnet-checkpoint"
+# The safetensors metadata field (a JSON string) that carries model, classes and preprocess in vggnet's exports.
+SAFETENSORS_METADATA_KEY = "vggnet"
 
 # Wrappers that prefix every key: DistributedDataParallel and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -54,8 +57,9 @@ class LoadReport:
 
 
 def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read a weights file into (state dict, metadata); the metadata holds a vggnet checkpoint's `classes`,
-    `preprocess` and `model` entries, and is empty for other files.
+    """Read a weights file into (state dict, metadata); the metadata holds the `model`, `classes` and
+    `preprocess` entries of a vggnet checkpoint or of a safetensors file exported by vggnet (its `vggnet`
+    metadata field), and is empty for other files.
 
     Raises:
         ValueError: the file is missing, damaged, not a checkpoint, or carries pickled Python objects.
@@ -65,9 +69,16 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise ValueError(f"weights file {str(path)!r} does not exist; check the path")
     if path.suffix == ".safetensors":
         try:
-            return load_safetensors(str(path)), {}
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+            state_dict = load_safetensors(str(path))
         except (SafetensorError, OSError) as error:
             raise ValueError(f"{path} is not a readable safetensors file ({error}); re-export it") from error
+        try:
+            meta = json.loads(header.get(SAFETENSORS_METADATA_KEY, "{}"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: its '{SAFETENSORS_METADATA_KEY}' metadata is not JSON ({error})") from error
+        return state_dict, meta if isinstance(meta, dict) else {}
     return _state_dict_of(safe_torch_load(path), path)
 
 

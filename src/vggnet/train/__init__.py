@@ -2,14 +2,13 @@
 and the run folder."""
 
 from .config import DIGITS_DEFAULTS, TrainConfig, load_config_file, make_config
-from .loop import TrainingInterrupted, TrainResult, evaluate, train
+from .loop import TrainingInterrupted, TrainResult, train
 
 __all__ = [
     "DIGITS_DEFAULTS",
     "TrainConfig",
     "TrainResult",
     "TrainingInterrupted",
-    "evaluate",
     "load_config_file",
     "make_config",
     "train",

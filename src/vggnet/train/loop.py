@@ -36,13 +36,14 @@ from ..data import (
     discover_splits,
     find_unreadable,
 )
+from ..infer.evaluate import evaluate_loader
 from ..models.factory import create_model
 from ..models.vgg import VGG
 from ..models.weights import IMAGENET_PREPROCESS
+from ..plots import plot_confusion_matrix, plot_results
 from ..runtime import autocast_dtype, resolve_device, resolve_precision
 from .checkpoint import atomic_save, capture_rng, load_resume_checkpoint, model_checkpoint, restore_rng
 from .config import TrainConfig, load_config_file, make_config
-from .plots import plot_confusion_matrix, plot_results
 from .run_dir import new_run_dir, write_config_yaml, write_metrics_csv
 
 logger = logging.getLogger("vggnet")
@@ -239,7 +240,7 @@ class _Run:
 
     def _end_epoch(self) -> dict:
         sums = self.partial
-        evaluation = evaluate(self.model, self._loader(self.val_set), self.device, self.precision)
+        evaluation = evaluate_loader(self.model, self._loader(self.val_set), self.device, self.precision)
         self.epoch += 1
         row = {
             "epoch": self.epoch,
@@ -365,37 +366,6 @@ class _Run:
             f"{config.epochs} epochs of {self.steps_per_epoch} steps, batch {config.batch_size}, "
             f"{config.opt} lr {config.lr:g} ({config.sched}, {config.warmup_epochs} warm-up epochs)"
         )
-
-
-def evaluate(model: VGG, loader: DataLoader, device: torch.device, precision: str = "fp32") -> dict:
-    """Loss, top-1, top-5 (fractions) and the confusion matrix (rows true, columns predicted) over `loader`."""
-    model.eval()
-    classes = model.num_classes
-    confusion = torch.zeros(classes, classes, dtype=torch.long)
-    loss_sum, top5_hits, seen = 0.0, 0, 0
-    dtype = autocast_dtype(precision)
-    with torch.no_grad():
-        for images, labels, _dropped in loader:
-            if not len(labels):
-                continue
-            images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-            labels = labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(images)
-            logits = logits.float()
-            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-            top = logits.topk(min(5, classes), dim=1).indices
-            top5_hits += (top == labels[:, None]).any(dim=1).sum().item()
-            pairs = (labels * classes + top[:, 0]).cpu()
-            confusion += torch.bincount(pairs, minlength=classes * classes).view(classes, classes)
-            seen += len(labels)
-    seen = max(seen, 1)
-    return {
-        "loss": loss_sum / seen,
-        "top1": confusion.diag().sum().item() / seen,
-        "top5": top5_hits / seen,
-        "confusion": confusion,
-    }
 
 
 # ---- set-up helpers ----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The run's pictures: loss and accuracy curves (`results.png`) and the confusion matrix."""
+"""Pictures of runs and evaluations: loss and accuracy curves (`results.png`) and confusion matrices."""
 
 from pathlib import Path
 

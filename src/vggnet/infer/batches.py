@@ -1,0 +1,75 @@
+"""Inputs for the batch verbs (`predict`, `embed`): files, folders and globs, decoded and preprocessed in
+batches; what cannot be read becomes an error entry instead of stopping the others."""
+
+import glob
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..data import ImagePathDataset, build_transform, collate_inference, list_images
+from ..runtime import autocast_dtype
+from .source import LoadedModel
+
+_GLOB_CHARACTERS = set("*?[")
+
+
+def expand_inputs(inputs: list[str | Path]) -> list[tuple[str, str | None]]:
+    """One (path, error) pair per image: files as given, folders searched recursively for images (hidden files
+    skipped), glob patterns expanded. An input that names nothing gives one pair with its error."""
+    entries: list[tuple[str, str | None]] = []
+    for item in map(str, inputs):
+        path = Path(item).expanduser()
+        if path.is_dir():
+            images = list_images(path)
+            entries.extend((str(image), None) for image in images)
+            if not images:
+                entries.append((item, "a folder with no images"))
+        elif path.is_file():
+            entries.append((item, None))
+        elif _GLOB_CHARACTERS & set(item):
+            matches = sorted(p for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+            entries.extend((match, None) for match in matches)
+            if not matches:
+                entries.append((item, "no file matches this pattern"))
+        else:
+            entries.append((item, "no such file or folder"))
+    return entries
+
+
+class InputBatches:
+    """Iterate over (positions, images) batches of the readable inputs, on the model's device.
+
+    `paths[position]` is each input's path; after iterating, `errors` maps the position of every input that is
+    missing or unreadable to the reason.
+    """
+
+    def __init__(
+        self, loaded: LoadedModel, inputs: list[str | Path], batch_size: int, workers: int, progress: bool, desc: str
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        self.loaded = loaded
+        entries = expand_inputs(inputs)
+        self.paths = [path for path, _ in entries]
+        self.errors = {position: error for position, (_, error) in enumerate(entries) if error is not None}
+        self._readable = [position for position, (_, error) in enumerate(entries) if error is None]
+        dataset = ImagePathDataset([self.paths[p] for p in self._readable], build_transform(loaded.preprocess))
+        self._loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_inference)
+        self._bar = {"desc": desc, "disable": not progress or len(self._loader) < 2}
+
+    def __iter__(self) -> Iterator[tuple[list[int], torch.Tensor]]:
+        for images, indices, failures in tqdm(self._loader, **self._bar):
+            for index, reason in failures:
+                self.errors[self._readable[index]] = reason
+            if indices:
+                images = images.to(self.loaded.device, memory_format=torch.channels_last)
+                yield [self._readable[i] for i in indices], images
+
+    def forward(self, images: torch.Tensor, run=None) -> torch.Tensor:
+        """Run `run(images)` (default: the model) without gradients, in the loaded model's precision."""
+        dtype = autocast_dtype(self.loaded.precision)
+        with torch.no_grad(), torch.autocast(self.loaded.device.type, dtype=dtype, enabled=dtype is not None):
+            return (run or self.loaded.model)(images)

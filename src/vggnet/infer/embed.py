@@ -1,0 +1,76 @@
+"""Feature vectors for similarity search and clustering.
+
+    vggnet embed --model runs/train/exp/best.pt photos/ --layer relu7 --normalize --out features.npz
+
+The `.npz` holds `features` (N, D) float32, `paths` (N,) and `layer`. A layer with a spatial map (`conv*`,
+`relu*_*`, `pool*`) is global-average-pooled to one value per channel.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.features import extract_features
+from ..models.vgg import VGG
+from .batches import InputBatches
+from .source import LoadedModel, load_for_inference
+
+
+@dataclass
+class Embeddings:
+    """One row of `features` per readable input in `paths`; `errors` holds {"path", "error"} for the others."""
+
+    features: np.ndarray
+    paths: list[str]
+    layer: str
+    errors: list[dict] = field(default_factory=list)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path).expanduser()
+        if path.suffix != ".npz":
+            raise ValueError(f"--out {path} must end in .npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, features=self.features, paths=np.array(self.paths), layer=np.array(self.layer))
+        return path
+
+
+def default_layer(model: VGG) -> str:
+    """The input of the last layer: `relu7` (4096 values) for the classic head, `flatten` (the pooled
+    channels) for the compact one."""
+    return "relu7" if model.head == "classic" else "flatten"
+
+
+def embed(
+    model: str | Path | VGG | LoadedModel,
+    inputs: list[str | Path],
+    *,
+    pretrained: str | Path | None = None,
+    layer: str | None = None,
+    normalize: bool = False,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str = "auto",
+    precision: str = "fp32",
+    progress: bool = False,
+) -> Embeddings:
+    """Compute one feature vector per input image at `layer` (default: `default_layer`), optionally scaled to
+    unit L2 norm."""
+    loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device, precision)
+    layer = layer or default_layer(loaded.model)
+    if layer not in loaded.model.layer_names:
+        raise ValueError(f"unknown --layer {layer!r}; choose one of: {', '.join(loaded.model.layer_names)}")
+    batches = InputBatches(loaded, inputs, batch_size, workers, progress, "embed")
+    rows: dict[int, torch.Tensor] = {}
+    for positions, images in batches:
+        features = batches.forward(images, lambda x: extract_features(loaded.model, x, [layer])[layer]).float()
+        if features.ndim == 4:
+            features = features.mean(dim=(2, 3))
+        if normalize:
+            features = torch.nn.functional.normalize(features, dim=1)
+        rows.update(zip(positions, features.cpu(), strict=True))
+    order = sorted(rows)
+    matrix = torch.stack([rows[p] for p in order]).numpy() if order else np.zeros((0, 0))
+    errors = [{"path": batches.paths[p], "error": reason} for p, reason in sorted(batches.errors.items())]
+    return Embeddings(matrix.astype(np.float32), [batches.paths[p] for p in order], layer, errors)

@@ -1,0 +1,156 @@
+"""Evaluation: top-1, top-5, loss, per-class precision/recall/F1/support and the confusion matrix.
+
+vggnet eval --model runs/train/exp/best.pt --data DIR [--format table|json] [--out DIR]
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchmetrics.functional.classification import multiclass_f1_score, multiclass_precision, multiclass_recall
+
+from ..data import ImageListDataset, build_transform, collate_skipping_failures
+from ..data.folders import evaluation_samples
+from ..models.vgg import VGG
+from ..plots import plot_confusion_matrix
+from ..runtime import autocast_dtype
+from ..tables import render_table
+from .source import load_for_inference
+
+
+def evaluate_loader(model: VGG, loader: DataLoader, device: torch.device, precision: str = "fp32") -> dict:
+    """Loss, top-1, top-5 (fractions) and the confusion matrix (rows true, columns predicted) over `loader`,
+    which yields (images, labels, dropped) batches."""
+    model.eval()
+    classes = model.num_classes
+    confusion = torch.zeros(classes, classes, dtype=torch.long)
+    loss_sum, top5_hits, seen = 0.0, 0, 0
+    dtype = autocast_dtype(precision)
+    with torch.no_grad():
+        for images, labels, _dropped in loader:
+            if not len(labels):
+                continue
+            images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(images)
+            logits = logits.float()
+            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            top = logits.topk(min(5, classes), dim=1).indices
+            top5_hits += (top == labels[:, None]).any(dim=1).sum().item()
+            pairs = (labels * classes + top[:, 0]).cpu()
+            confusion += torch.bincount(pairs, minlength=classes * classes).view(classes, classes)
+            seen += len(labels)
+    seen = max(seen, 1)
+    return {
+        "loss": loss_sum / seen,
+        "top1": confusion.diag().sum().item() / seen,
+        "top5": top5_hits / seen,
+        "confusion": confusion,
+    }
+
+
+def evaluate(
+    model: str | Path | VGG,
+    data: str | Path,
+    *,
+    pretrained: str | Path | None = None,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str = "auto",
+    precision: str = "fp32",
+    out: str | Path | None = None,
+) -> dict:
+    """Evaluate a model on a labelled image folder.
+
+    Args:
+        model: A checkpoint path, or a registry name with `pretrained`.
+        data: Class folders, or a folder holding `val/` (or `valid/`, `validation/`, `test/`) class folders. The
+            class names must be the model's.
+        out: Where to write `confusion_matrix.png`, `confusion_matrix.csv` and `metrics.json` (None: nowhere).
+
+    Returns:
+        `top1`, `top5` (fractions), `loss`, `num_images`, `per_class` ({class: precision, recall, f1, support}),
+        `confusion_matrix` (rows true, columns predicted) and `classes`.
+    """
+    loaded = load_for_inference(model, pretrained, device, precision)
+    samples = evaluation_samples(data, loaded.classes)
+    dataset = ImageListDataset(samples, build_transform(loaded.preprocess))
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping_failures)
+    result = evaluate_loader(loaded.model, loader, loaded.device, loaded.precision)
+    confusion = result["confusion"]
+    report = {
+        "model": loaded.source,
+        "data": str(data),
+        "num_images": int(confusion.sum()),
+        "top1": result["top1"],
+        "top5": result["top5"],
+        "loss": result["loss"],
+        "per_class": _per_class(confusion, loaded.classes),
+        "classes": loaded.classes,
+        "confusion_matrix": confusion.tolist(),
+    }
+    if out is not None:
+        _write_outputs(report, Path(out))
+    return report
+
+
+def _per_class(confusion: torch.Tensor, classes: list[str]) -> dict:
+    """torchmetrics' per-class precision, recall and F1, from the (true, predicted) pairs of the matrix."""
+    num_classes = len(classes)
+    pairs = confusion.nonzero()
+    counts = confusion[pairs[:, 0], pairs[:, 1]]
+    target = pairs[:, 0].repeat_interleave(counts)
+    preds = pairs[:, 1].repeat_interleave(counts)
+    scores = {
+        name: metric(preds, target, num_classes=num_classes, average=None, zero_division=0).tolist()
+        for name, metric in (
+            ("precision", multiclass_precision),
+            ("recall", multiclass_recall),
+            ("f1", multiclass_f1_score),
+        )
+    }
+    support = confusion.sum(dim=1).tolist()
+    return {
+        name: {
+            "precision": scores["precision"][i],
+            "recall": scores["recall"][i],
+            "f1": scores["f1"][i],
+            "support": support[i],
+        }
+        for i, name in enumerate(classes)
+    }
+
+
+def _write_outputs(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with open(out / "confusion_matrix.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *report["classes"]])
+        for name, row in zip(report["classes"], report["confusion_matrix"], strict=True):
+            writer.writerow([name, *row])
+    plot_confusion_matrix(
+        torch.tensor(report["confusion_matrix"]),
+        report["classes"],
+        out / "confusion_matrix.png",
+        title=f"{report['data']}: top-1 {report['top1']:.4f}",
+    )
+
+
+def render_report(report: dict, style: str = "table") -> str:
+    """The evaluation as JSON, or as a text table of per-class scores with the totals."""
+    if style == "json":
+        return json.dumps(report, indent=2)
+    rows = [
+        [name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", s["support"]]
+        for name, s in report["per_class"].items()
+    ]
+    table = render_table(["class", "precision", "recall", "f1", "support"], rows)
+    return (
+        f"{table}\n\n{report['num_images']} images: top-1 {report['top1']:.4f}, top-5 {report['top5']:.4f}, "
+        f"loss {report['loss']:.4f}"
+    )

@@ -1,0 +1,339 @@
+"""Using a trained model: eval, predict, embed, feature maps, Grad-CAM and export, on a tiny trained checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from conftest import write_image_folder
+from PIL import Image
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+import vggnet
+from vggnet.cli import main
+from vggnet.data import build_transform, discover_splits, load_rgb
+from vggnet.infer import export as export_module
+from vggnet.infer.embed import embed
+from vggnet.infer.evaluate import evaluate
+from vggnet.infer.export import export
+from vggnet.infer.predict import predict
+from vggnet.infer.visualize import MIN_TILE, feature_grid, grad_cam, save_grad_cam
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny vgg11_bn trained for two epochs on three colour classes: (checkpoint, data folder)."""
+    root = tmp_path_factory.mktemp("infer")
+    data = write_image_folder(root / "data")
+    result = vggnet.train(
+        data=str(data), out=str(root / "runs"), model="vgg11_bn", head="compact", width_mult=0.125, img_size=32,
+        batch_size=8, epochs=2, workers=0, lr=0.05, precision="fp32",
+    )  # fmt: skip
+    return result.run_dir / "best.pt", data
+
+
+def _manual_predictions(checkpoint, paths):
+    """The model's outputs computed by hand, image by image: the reference for the batch verbs."""
+    model = vggnet.load_model(checkpoint).eval()
+    transform = build_transform(model.pretrained_cfg["preprocess"])
+    with torch.no_grad():
+        return torch.cat([model(transform(load_rgb(p))[None]) for p in paths])
+
+
+# ---- eval --------------------------------------------------------------------------------------------------
+
+
+def test_eval_matches_a_hand_computed_reference(trained, tmp_path):
+    checkpoint, data = trained
+    report = evaluate(checkpoint, data, batch_size=5, out=tmp_path / "eval")
+    samples = discover_splits(data).val  # data/ has val/: that is what eval reads
+    logits = _manual_predictions(checkpoint, [p for p, _ in samples])
+    truth = np.array([label for _, label in samples])
+    predicted = logits.argmax(dim=1).numpy()
+    assert report["num_images"] == len(samples) == 12
+    assert report["top1"] == pytest.approx((predicted == truth).mean())
+    assert report["top5"] == 1.0  # three classes
+    expected_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(truth)).item()
+    assert report["loss"] == pytest.approx(expected_loss, rel=1e-4)
+    assert report["confusion_matrix"] == confusion_matrix(truth, predicted, labels=[0, 1, 2]).tolist()
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=[0, 1, 2], zero_division=0
+    )
+    for i, name in enumerate(["ant", "bee", "cat"]):
+        scores = report["per_class"][name]
+        assert scores["precision"] == pytest.approx(precision[i])
+        assert scores["recall"] == pytest.approx(recall[i])
+        assert scores["f1"] == pytest.approx(f1[i])
+        assert scores["support"] == support[i]
+    assert {p.name for p in (tmp_path / "eval").iterdir()} == {
+        "confusion_matrix.png", "confusion_matrix.csv", "metrics.json"
+    }  # fmt: skip
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["top1"] == report["top1"]
+    csv_lines = (tmp_path / "eval" / "confusion_matrix.csv").read_text().splitlines()
+    assert csv_lines[0] == "true \\ predicted,ant,bee,cat" and len(csv_lines) == 4
+
+
+def test_eval_refuses_a_folder_with_other_classes(trained, tmp_path):
+    checkpoint, _ = trained
+    other = write_image_folder(tmp_path / "other", classes=("ant", "bee", "dog"), split=False)
+    with pytest.raises(ValueError, match=r"missing: \['cat'\]; not the model's: \['dog'\]"):
+        evaluate(checkpoint, other)
+
+
+def test_eval_cli_json(trained, tmp_path, capsys):
+    checkpoint, data = trained
+    code = main(["eval", "--model", str(checkpoint), "--data", str(data), "--format", "json", "--out", str(tmp_path)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"top1", "top5", "loss", "num_images", "per_class", "confusion_matrix"} <= report.keys()
+
+
+# ---- predict -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed_inputs(trained, tmp_path):
+    """Good images (a file, a folder, a glob), a corrupt file, a text file and a missing path."""
+    _, data = trained
+    good = sorted((data / "val" / "bee").glob("*.png"))
+    folder = tmp_path / "folder"
+    (folder / "nested").mkdir(parents=True)
+    Image.open(good[0]).save(folder / "nested" / "one.png")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(good[1].read_bytes()[:30])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    inputs = [str(good[2]), str(folder), str(data / "val" / "cat" / "*.png"), str(corrupt), str(text), "missing.png"]
+    return inputs
+
+
+def test_predict_records_errors_and_order(trained, mixed_inputs):
+    checkpoint, data = trained
+    records = predict(checkpoint, mixed_inputs, topk=2, batch_size=3)
+    cats = sorted(str(p) for p in (data / "val" / "cat").glob("*.png"))
+    assert [r["path"] for r in records][:2] == [mixed_inputs[0], str(mixed_inputs[1] + "/nested/one.png")]
+    assert [r["path"] for r in records][2:6] == cats
+    errors = {r["path"]: r["error"] for r in records if "error" in r}
+    assert set(errors) == {mixed_inputs[3], mixed_inputs[4], "missing.png"}
+    assert errors["missing.png"] == "no such file or folder"
+    good = [r for r in records if "top" in r]
+    assert len(good) == 6
+    reference = _manual_predictions(checkpoint, [r["path"] for r in good]).softmax(dim=1)
+    for record, probs in zip(good, reference, strict=True):
+        assert [t["index"] for t in record["top"]] == probs.argsort(descending=True)[:2].tolist()
+        assert record["top"][0]["prob"] == pytest.approx(probs.max().item(), abs=1e-5)
+        assert record["top"][0]["class"] == ["ant", "bee", "cat"][record["top"][0]["index"]]
+        assert record["top"][0]["prob"] >= record["top"][1]["prob"]
+
+
+def test_predict_cli_exit_codes_and_formats(trained, mixed_inputs, tmp_path, capsys):
+    checkpoint, _ = trained
+    assert main(["predict", "--model", str(checkpoint), mixed_inputs[0], "--format", "json"]) == 0
+    [record] = json.loads(capsys.readouterr().out)
+    assert set(record) == {"path", "top"} and len(record["top"]) == 3  # topk 5 clamped to 3 classes
+    assert set(record["top"][0]) == {"class", "index", "prob"}
+    assert main(["predict", "--model", str(checkpoint), *mixed_inputs, "--format", "csv"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0] == "path,rank,class,index,prob,error"
+    assert "missing.png,,,,,no such file or folder" in captured.out
+    assert "3 of 9 input(s) failed" in captured.err
+    viz = tmp_path / "viz"
+    assert main(["predict", "--model", str(checkpoint), mixed_inputs[0], "--save-viz", str(viz)]) == 0
+    [picture] = list(viz.iterdir())
+    assert Image.open(picture).size == (256, 256)  # a 20x20 image, enlarged so the text is legible
+
+
+def test_predict_needs_weights_for_a_model_name(trained):
+    with pytest.raises(ValueError, match="--model vgg16 has random weights; add --pretrained imagenet"):
+        predict("vgg16", ["x.png"])
+    with pytest.raises(ValueError, match="neither a checkpoint file nor a model name"):
+        predict("vgg17.pt", ["x.png"])
+
+
+def test_imagenet_weights_give_imagenet_class_names(hub_dir, file_server, monkeypatch, trained):
+    """The official-weights path, served from 127.0.0.1 (a 1000-class tiny model stands in for the real file)."""
+    import dataclasses
+    import hashlib
+
+    from vggnet.models.weights import PRETRAINED
+
+    folder, base_url = file_server
+    weights = vggnet.create_model("vgg11", head="compact", width_mult=0.125).state_dict()
+    staging = folder / "staging.pth"
+    torch.save(weights, staging)
+    name = f"vgg11-{hashlib.sha256(staging.read_bytes()).hexdigest()[:8]}.pth"
+    staging.rename(folder / name)
+    entry = dataclasses.replace(PRETRAINED[("vgg11", "imagenet")], url=f"{base_url}/{name}")
+    monkeypatch.setitem(PRETRAINED, ("vgg11", "imagenet"), entry)
+    monkeypatch.setattr(
+        "vggnet.infer.source.create_model",
+        lambda name, **kw: vggnet.create_model(name, head="compact", width_mult=0.125, progress=False, **kw),
+    )
+    _, data = trained
+    [record] = predict("vgg11", [sorted((data / "val" / "ant").glob("*.png"))[0]], pretrained="imagenet")
+    assert all(t["class"] in vggnet.imagenet_categories() for t in record["top"])
+    assert len(record["top"]) == 5
+
+
+# ---- embed -------------------------------------------------------------------------------------------------
+
+
+def test_embed_shapes_normalisation_and_file(trained, mixed_inputs, tmp_path):
+    checkpoint, _ = trained
+    embeddings = embed(checkpoint, mixed_inputs, batch_size=4)
+    assert embeddings.layer == "flatten"  # the compact head's pre-logits
+    assert embeddings.features.shape == (6, 64) and embeddings.features.dtype == np.float32
+    assert len(embeddings.errors) == 3
+    model = vggnet.load_model(checkpoint).eval()
+    x = build_transform(model.pretrained_cfg["preprocess"])(load_rgb(embeddings.paths[0]))[None]
+    with torch.no_grad():
+        expected = model.forward_head(model.forward_features(x), pre_logits=True)[0]
+    np.testing.assert_allclose(embeddings.features[0], expected.numpy(), rtol=1e-5, atol=1e-6)
+    pooled = embed(checkpoint, mixed_inputs[:1], layer="relu3_2", normalize=True)
+    assert pooled.features.shape == (1, 32)
+    assert np.linalg.norm(pooled.features, axis=1) == pytest.approx(1.0)
+    path = embeddings.save(tmp_path / "f.npz")
+    stored = np.load(path)
+    assert stored["features"].shape == (6, 64) and list(stored["paths"]) == embeddings.paths
+    assert str(stored["layer"]) == "flatten"
+    with pytest.raises(ValueError, match="unknown --layer 'fc7'; choose one of: conv1_1"):
+        embed(checkpoint, mixed_inputs, layer="fc7")
+
+
+def test_embed_cli(trained, mixed_inputs, tmp_path, capsys):
+    checkpoint, _ = trained
+    assert main(["embed", "--model", str(checkpoint), mixed_inputs[0], "--out", str(tmp_path / "e.npz")]) == 0
+    assert "1 vectors of 64 values at flatten" in capsys.readouterr().out
+    assert main(["embed", "--model", str(checkpoint), *mixed_inputs, "--out", str(tmp_path / "e.npz")]) == 1
+
+
+# ---- feature maps and Grad-CAM -----------------------------------------------------------------------------
+
+
+def test_feature_grid_size(trained, tmp_path):
+    checkpoint, data = trained
+    image = sorted((data / "val" / "ant").glob("*.png"))[0]
+    path = feature_grid(checkpoint, image, "conv2_1", tmp_path / "grid.png")
+    # conv2_1: 16 maps of 16x16 at a 32x32 input, each enlarged 4x to 64 pixels, 4 per row, 2-pixel padding.
+    assert Image.open(path).size == (4 * (MIN_TILE + 2) + 2, 4 * (MIN_TILE + 2) + 2)
+    path = feature_grid(checkpoint, image, "conv1_1", tmp_path / "few.png", max_maps=3)
+    assert Image.open(path).size == (2 * (MIN_TILE + 2) + 2, 2 * (MIN_TILE + 2) + 2)
+    with pytest.raises(ValueError, match="is a vector, not feature maps"):
+        feature_grid(checkpoint, image, "fc", tmp_path / "x.png")
+
+
+def _reference_grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, target: int):
+    """Grad-CAM written independently, with forward and backward hooks on a torchvision module."""
+    store = {}
+    handles = [
+        layer.register_forward_hook(lambda m, i, o: store.__setitem__("activation", o.detach().clone())),
+        layer.register_full_backward_hook(lambda m, gi, go: store.__setitem__("gradient", go[0].detach())),
+    ]
+    model.zero_grad()
+    model(x.requires_grad_(True))[0, target].backward()
+    for handle in handles:
+        handle.remove()
+    weights = store["gradient"].mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * store["activation"]).sum(dim=1))[0]
+    return cam / cam.max()
+
+
+def test_grad_cam_matches_an_independent_implementation(tmp_path):
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg11().eval()
+    for module in reference.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.inplace = False  # backward hooks need out-of-place ReLUs
+    model = vggnet.create_model("vgg11").eval()
+    model.load_state_dict(reference.state_dict())
+    model.pretrained_cfg = {
+        "classes": [str(i) for i in range(1000)],
+        "preprocess": dict(vggnet.models.weights.IMAGENET_PREPROCESS),
+    }
+    image = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (240, 260, 3), dtype=np.uint8)).save(image)
+    result = grad_cam(model, image, target=7, device="cpu")
+    assert result.layer == "relu5_2" and result.class_index == 7 and result.cam.shape == (14, 14)
+    x = build_transform(model.pretrained_cfg["preprocess"])(load_rgb(image))[None]
+    expected = _reference_grad_cam(reference, reference.features[19], x, 7)  # features.19 is relu5_2
+    torch.testing.assert_close(result.cam, expected, atol=1e-4, rtol=1e-3)
+    path = save_grad_cam(result, tmp_path / "cam.png")
+    assert Image.open(path).size == (224, 224)
+
+
+def test_explain_cli(trained, tmp_path, capsys):
+    checkpoint, data = trained
+    image = sorted((data / "val" / "cat").glob("*.png"))[0]
+    assert (
+        main(["explain", "--model", str(checkpoint), str(image), "--class", "bee", "--out", str(tmp_path / "c.png")])
+        == 0
+    )
+    assert "Grad-CAM of 'bee'" in capsys.readouterr().out
+    assert Image.open(tmp_path / "c.png").size == (224, 224)  # a 32x32 view, enlarged
+    assert (
+        main(["explain", "--model", str(checkpoint), str(image), "--class", "cow", "--out", str(tmp_path / "d.png")])
+        == 2
+    )
+    assert "unknown --class 'cow'" in capsys.readouterr().err
+    assert main(["features", "--model", str(checkpoint), str(image), "--out", str(tmp_path / "g.png")]) == 0
+
+
+# ---- export ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("format", ["onnx", "torchscript", "safetensors"])
+@pytest.mark.parametrize(("name", "size"), [("vgg11_bn", 224), ("vgg11", 256), ("vgg11_bn", 96)])
+def test_export_round_trips(tmp_path, format, name, size):
+    if format == "onnx":
+        pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = vggnet.create_model(name, num_classes=4, width_mult=0.125)
+    model.train()
+    with torch.no_grad():  # give BatchNorm non-trivial statistics to fold
+        for _ in range(2):
+            model(torch.randn(4, 3, 64, 64) * 2 + 0.5)
+    model.eval()
+    model.pretrained_cfg = {
+        "classes": list("abcd"),
+        "preprocess": {"img_size": size, "resize": size, "mean": [0.5] * 3, "std": [0.5] * 3},
+    }
+    result = export(model, format, out=tmp_path / f"model.{format}", dynamic_batch=format == "onnx")
+    assert result.input_size == size and result.path.exists()
+    assert result.max_abs_diff <= result.tolerance
+    if format == "safetensors":
+        restored = vggnet.load_model(result.path)
+        assert restored.pretrained_cfg["classes"] == list("abcd")
+
+
+def test_export_fails_on_a_mismatch(tmp_path, monkeypatch):
+    model = vggnet.create_model("vgg11", num_classes=2, head="compact", width_mult=0.125).eval()
+    model.pretrained_cfg = {
+        "classes": ["a", "b"],
+        "preprocess": {"img_size": 32, "resize": 32, "mean": [0.5] * 3, "std": [0.5] * 3},
+    }
+    original = export_module.inference_copy
+
+    def broken_copy(network, size):
+        copy = original(network, size)
+        with torch.no_grad():
+            copy.classifier[-1].bias += 1.0
+        return copy
+
+    monkeypatch.setattr(export_module, "inference_copy", broken_copy)
+    with pytest.raises(RuntimeError, match="differs from PyTorch by 1"):
+        export(model, "torchscript", out=tmp_path / "m.pt")
+
+
+def test_export_cli_writes_beside_the_checkpoint_and_never_overwrites(trained, capsys):
+    checkpoint, _ = trained
+    assert main(["export", "--model", str(checkpoint), "--format", "torchscript"]) == 0
+    written = checkpoint.with_name("best.torchscript.pt")
+    assert written.exists() and "checked: max abs difference" in capsys.readouterr().out
+    assert main(["export", "--model", str(checkpoint), "--format", "torchscript"]) == 2
+    assert "already exists; pass --out" in capsys.readouterr().err
+    loaded = torch.jit.load(str(written))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), vggnet.load_model(checkpoint).eval()(x), atol=1e-4, rtol=1e-4)

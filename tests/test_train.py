@@ -12,8 +12,8 @@ import yaml
 import vggnet
 from vggnet.cli import main
 from vggnet.infer.evaluate import evaluate_loader
-from vggnet.train import TrainConfig, TrainingInterrupted, loop, train
-from vggnet.train import checkpoint as checkpoint_module
+from vggnet.training import TrainConfig, TrainingInterrupted, loop, train
+from vggnet.training import checkpoint as checkpoint_module
 
 TINY = {
     "model": "vgg11_bn",

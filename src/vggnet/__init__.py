@@ -26,7 +26,7 @@ from .models import (
     load_model,
     load_weights,
 )
-from .train import TrainConfig, TrainResult, train
+from .training import TrainConfig, TrainResult, train
 
 try:
     __version__ = version("vggnet")

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,9 +29,9 @@ from .models.registry import list_models
 from .models.vgg import HEADS
 from .runtime import DEVICES, PRECISIONS
 from .tables import render_table
-from .train.config import OPTIMIZERS, SCHEDULERS
-from .train.loop import TrainingInterrupted, train
-from .train.run_dir import new_run_dir
+from .training.config import OPTIMIZERS, SCHEDULERS
+from .training.loop import TrainingInterrupted, train
+from .training.run_dir import new_run_dir
 
 EXAMPLES = """\
 examples:
@@ -99,6 +100,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     add("--dropout", type=float, help="dropout in the head (0.5)")
     add("--width-mult", type=float, help="multiplies every convolution's channels (1.0)")
     add("--freeze-features", action="store_true", help="train the head only")
+    add("--sync-bn", action="store_true", help="under torchrun, synchronise BatchNorm statistics across processes")
     add("--epochs", type=int, help="epochs (30)")
     add("--batch-size", type=int, help="images per step (32)")
     add("--lr", type=float, help="peak learning rate (sgd 0.01, adamw 0.001)")
@@ -123,11 +125,14 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     add("--tensorboard", action="store_true", help="also write TensorBoard event files")
     add("--strict", action="store_true", help="refuse unreadable images before training instead of skipping them")
     add("--resume", metavar="last.pt", help="continue a run from its last.pt")
+    add("--nproc", type=int, metavar="N", help="run N processes on this machine through torchrun (DDP)")
     parser.set_defaults(run=_run_train)
 
 
-def _run_train(args: argparse.Namespace) -> None:
-    settings = {key: value for key, value in vars(args).items() if key not in ("run", "command")}
+def _run_train(args: argparse.Namespace) -> int | None:
+    settings = {key: value for key, value in vars(args).items() if key not in ("run", "command", "argv", "nproc")}
+    if getattr(args, "nproc", 1) > 1:
+        return _launch_torchrun(args.nproc, args.argv)
     try:
         train(resume=settings.pop("resume", None), config_file=settings.pop("config", None), **settings)
     except TrainingInterrupted as interrupted:
@@ -357,6 +362,24 @@ def render_records(records: list[dict], style: str) -> str:
     return render_table(["path", "class", "top predictions"], rows)
 
 
+def _launch_torchrun(processes: int, argv: list[str]) -> int:
+    """Run this same command under torchrun with `processes` processes on this machine; return its exit code."""
+    forwarded, skip = [], False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument == "--nproc":
+            skip = True
+        elif not argument.startswith("--nproc="):
+            forwarded.append(argument)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+        "-m", "vggnet", *forwarded,
+    ]  # fmt: skip
+    print("running: torchrun " + " ".join(command[3:]), file=sys.stderr)
+    return subprocess.run(command, check=False).returncode
+
+
 def _add_data(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "data",
@@ -464,7 +487,9 @@ def _show_vggnet_messages() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the `vggnet` command with `argv` (default: the process arguments) and return its exit code."""
     _show_vggnet_messages()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         code = args.run(args) or 0
     except ValueError as error:

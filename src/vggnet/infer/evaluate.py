@@ -21,13 +21,14 @@ from ..tables import render_table
 from .source import load_for_inference
 
 
-def evaluate_loader(model: VGG, loader: DataLoader, device: torch.device, precision: str = "fp32") -> dict:
-    """Loss, top-1, top-5 (fractions) and the confusion matrix (rows true, columns predicted) over `loader`,
-    which yields (images, labels, dropped) batches."""
+def evaluation_sums(model: VGG, loader: DataLoader, device: torch.device, precision: str = "fp32") -> dict:
+    """Summed loss, top-5 hits and the confusion matrix (rows true, columns predicted) over `loader`, which
+    yields (images, labels, dropped) batches. Sums, so that processes can add theirs up."""
     model.eval()
     classes = model.num_classes
-    confusion = torch.zeros(classes, classes, dtype=torch.long)
-    loss_sum, top5_hits, seen = 0.0, 0, 0
+    confusion = torch.zeros(classes, classes, dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    top5_hits = torch.zeros((), dtype=torch.long, device=device)
     dtype = autocast_dtype(precision)
     with torch.no_grad():
         for images, labels, _dropped in loader:
@@ -38,19 +39,28 @@ def evaluate_loader(model: VGG, loader: DataLoader, device: torch.device, precis
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(images)
             logits = logits.float()
-            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
             top = logits.topk(min(5, classes), dim=1).indices
-            top5_hits += (top == labels[:, None]).any(dim=1).sum().item()
-            pairs = (labels * classes + top[:, 0]).cpu()
-            confusion += torch.bincount(pairs, minlength=classes * classes).view(classes, classes)
-            seen += len(labels)
-    seen = max(seen, 1)
+            top5_hits += (top == labels[:, None]).any(dim=1).sum()
+            confusion += torch.bincount(labels * classes + top[:, 0], minlength=classes * classes).view(classes, -1)
+    return {"loss_sum": loss_sum, "top5_hits": top5_hits, "confusion": confusion}
+
+
+def evaluation_metrics(sums: dict) -> dict:
+    """Loss, top-1 and top-5 (fractions) and the confusion matrix (on the CPU) from `evaluation_sums`."""
+    confusion = sums["confusion"].cpu()
+    seen = max(int(confusion.sum()), 1)
     return {
-        "loss": loss_sum / seen,
-        "top1": confusion.diag().sum().item() / seen,
-        "top5": top5_hits / seen,
+        "loss": float(sums["loss_sum"]) / seen,
+        "top1": int(confusion.diag().sum()) / seen,
+        "top5": int(sums["top5_hits"]) / seen,
         "confusion": confusion,
     }
+
+
+def evaluate_loader(model: VGG, loader: DataLoader, device: torch.device, precision: str = "fp32") -> dict:
+    """`evaluation_metrics` of `evaluation_sums` over one loader."""
+    return evaluation_metrics(evaluation_sums(model, loader, device, precision))
 
 
 def evaluate(

@@ -50,6 +50,7 @@ class TrainConfig:
     dropout: float = 0.5
     width_mult: float = 1.0
     freeze_features: bool = False
+    sync_bn: bool = False
     epochs: int = 30
     batch_size: int = 32
     lr: float | None = None

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from ..data import (
@@ -36,20 +37,22 @@ from ..data import (
     discover_splits,
     find_unreadable,
 )
-from ..infer.evaluate import evaluate_loader
+from ..infer.evaluate import evaluation_metrics, evaluation_sums
 from ..models.factory import create_model
 from ..models.vgg import VGG
 from ..models.weights import IMAGENET_PREPROCESS
 from ..plots import plot_confusion_matrix, plot_results
-from ..runtime import autocast_dtype, resolve_device, resolve_precision
+from ..runtime import autocast_dtype, resolve_precision
 from .checkpoint import atomic_save, capture_rng, load_resume_checkpoint, model_checkpoint, restore_rng
 from .config import TrainConfig, load_config_file, make_config
+from .distributed import Distributed
 from .run_dir import new_run_dir, write_config_yaml, write_metrics_csv
 
 logger = logging.getLogger("vggnet")
 
-# Settings that may change when resuming: they do not change the results.
-RESUME_OVERRIDABLE = ("workers", "device")
+# Settings that may be given again when resuming: `epochs` extends (or shortens) the run and its schedule; the
+# others do not change the results.
+RESUME_OVERRIDABLE = ("epochs", "workers", "device")
 # The cosine schedule ends at this fraction of the peak learning rate.
 FINAL_LR_FRACTION = 0.01
 
@@ -77,8 +80,8 @@ def train(*, resume: str | Path | None = None, config_file: str | Path | None = 
     """Train or fine-tune a VGG and return the run folder and metrics.
 
     Args:
-        resume: A run's `last.pt`: continue that run in its folder with its saved settings (only `workers` and
-            `device` may be given again).
+        resume: A run's `last.pt`: continue that run in its folder with its saved settings (only `epochs`,
+            `workers` and `device` may be given again).
         config_file: A YAML file of settings; `settings` override it.
         **settings: Fields of `TrainConfig` (`data`, `model`, `epochs`, `lr`, ...). Without `data`, the
             built-in digits dataset and its defaults are used.
@@ -100,47 +103,65 @@ def train(*, resume: str | Path | None = None, config_file: str | Path | None = 
         config = make_config(settings)
         run_dir = None
     deterministic_before = torch.are_deterministic_algorithms_enabled()
+    distributed, device = Distributed.from_environment(config.device)
     try:
-        return _Run(config, run_dir, checkpoint).fit()
+        return _Run(config, run_dir, checkpoint, distributed, device).fit()
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
+        distributed.close()
 
 
 class _Run:
     """One training run: its data, model, optimizer and bookkeeping."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path | None, checkpoint: dict | None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: Path | None,
+        checkpoint: dict | None,
+        distributed: Distributed,
+        device: torch.device,
+    ) -> None:
         self.config = config
-        self.device = resolve_device(config.device)
+        self.distributed = distributed
+        self.device = device
         self.precision = resolve_precision(config.precision, self.device)
-        self.interactive = _is_interactive()
-        _seed_everything(config.seed, config.deterministic, self.device)
+        self.main = distributed.is_main
+        self.log = print if self.main else _silent
+        self.interactive = self.main and _is_interactive()
+        if config.sync_bn and distributed.enabled and device.type != "cuda":
+            raise ValueError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm runs on GPUs only); drop it")
+        _seed_everything(config.seed + distributed.rank, config.deterministic, self.device)
 
-        self.splits = _prepare_data(config)
+        self.splits = distributed.share(lambda: _prepare_data(config))
         if checkpoint is not None and checkpoint["classes"] != self.splits.classes:
             raise ValueError(
                 f"the data's classes {self.splits.classes} differ from the checkpoint's {checkpoint['classes']}; "
                 f"resume on the same data"
             )
-        self.run_dir = run_dir or new_run_dir(config.out, config.name)
+        self.run_dir = distributed.share(lambda: run_dir or new_run_dir(config.out, config.name))
         self.preprocess = _preprocess(config)
         self.train_set = ImageListDataset(
             self.splits.train, build_transform(self.preprocess, train=True, augment=config.augment)
         )
         self.val_set = ImageListDataset(self.splits.val, build_transform(self.preprocess))
-        self.drop_last = len(self.train_set) > config.batch_size
-        self.steps_per_epoch = (
-            len(self.train_set) // config.batch_size
-            if self.drop_last
-            else math.ceil(len(self.train_set) / config.batch_size)
+        # The train set is shuffled per epoch and dealt out to the processes (DistributedSampler); each process
+        # validates every world_size-th image, so that all of them together count each one exactly once.
+        self.sampler = DistributedSampler(
+            self.train_set, distributed.world_size, distributed.rank, shuffle=True, seed=config.seed
         )
+        self.val_indices = list(range(distributed.rank, len(self.val_set), distributed.world_size))
+        self.drop_last = len(self.sampler) > config.batch_size
+        batches = len(self.sampler) / config.batch_size
+        self.steps_per_epoch = math.floor(batches) if self.drop_last else math.ceil(batches)
 
         self.model = _build_model(config, len(self.splits.classes), self.device)
+        self.train_model = _wrap_for_training(self.model, config, distributed, self.device)
         self.optimizer = _build_optimizer(self.model, config)
         self.scheduler = _build_scheduler(self.optimizer, config, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.writer = _tensorboard_writer(self.run_dir) if config.tensorboard else None
+        self.writer = _tensorboard_writer(self.run_dir) if config.tensorboard and self.main else None
 
         self.history: list[dict] = []
         self.best: dict | None = None
@@ -149,7 +170,7 @@ class _Run:
         self.partial = _empty_epoch_sums()  # sums of the epoch in progress (for a mid-epoch resume)
         if checkpoint is not None:
             self._restore(checkpoint)
-        else:
+        elif self.main:
             write_config_yaml(config.to_dict(), self.run_dir / "config.yaml")
 
     # ---- the loop ------------------------------------------------------------------------------------------
@@ -161,13 +182,15 @@ class _Run:
             while self.epoch < self.config.epochs:
                 finished = self._train_one_epoch(stop)
                 if not finished:
-                    path = self._save_last()
-                    error = TrainingInterrupted(path)
-                    print(f"\n{error}", file=sys.stderr)
-                    raise error
+                    partial = self._global_sums()
+                    path = self.run_dir / "last.pt"
+                    if self.main:
+                        self._save_last(partial)
+                        print(f"\n{TrainingInterrupted(path)}", file=sys.stderr)
+                    raise TrainingInterrupted(path)
                 self._end_epoch()
                 if self.config.patience and self.bad_epochs >= self.config.patience:
-                    print(
+                    self.log(
                         f"early stop: validation top-1 did not improve for {self.bad_epochs} epochs "
                         f"(--patience {self.config.patience})"
                     )
@@ -176,7 +199,7 @@ class _Run:
         if self.writer is not None:
             self.writer.close()
         best = self.best or {}
-        print(
+        self.log(
             f"best val top-1 {best.get('val_top1', float('nan')):.4f} (epoch {best.get('epoch')}); "
             f"run folder {self.run_dir}"
         )
@@ -185,10 +208,11 @@ class _Run:
     def _train_one_epoch(self, stop: "_StopRequest") -> bool:
         """Train the current epoch from where it stands; False when a stop was requested before its end."""
         config, sums = self.config, self.partial
-        self.model.train()
+        self.train_model.train()
         if config.freeze_features:
             self.model.features.eval()  # frozen features keep their BatchNorm statistics too
         loader = self._train_loader(start_step=sums["step"])
+        distributed = self.distributed
         bar = tqdm(
             total=self.steps_per_epoch,
             initial=sums["step"],
@@ -201,7 +225,8 @@ class _Run:
         dtype = autocast_dtype(self.precision)
         with bar:
             for images, labels, _dropped in loader:
-                if stop.requested:
+                # Every process stops at the same step: a process that stopped alone would hang the others.
+                if distributed.any(stop.requested, self.device) if distributed.enabled else stop.requested:
                     sums["seconds"] = time.perf_counter() - started
                     return False
                 if not len(labels):
@@ -209,7 +234,7 @@ class _Run:
                 images = images.to(self.device, non_blocking=True, memory_format=torch.channels_last)
                 labels = labels.to(self.device, non_blocking=True)
                 with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-                    logits = self.model(images)
+                    logits = self.train_model(images)
                     loss = self.criterion(logits, labels)
                 if not torch.isfinite(loss):
                     raise RuntimeError(
@@ -239,8 +264,14 @@ class _Run:
         return True
 
     def _end_epoch(self) -> dict:
-        sums = self.partial
-        evaluation = evaluate_loader(self.model, self._loader(self.val_set), self.device, self.precision)
+        sums = self._global_sums()
+        self.distributed.broadcast_buffers(self.model)
+        validation = evaluation_sums(
+            self.model, self._loader(Subset(self.val_set, self.val_indices)), self.device, self.precision
+        )
+        for value in validation.values():
+            self.distributed.all_reduce_sum(value)
+        evaluation = evaluation_metrics(validation)
         self.epoch += 1
         row = {
             "epoch": self.epoch,
@@ -256,18 +287,21 @@ class _Run:
         self.history.append(row)
         self.partial = _empty_epoch_sums()
         improved = self.best is None or row["val_top1"] > self.best["val_top1"]
+        self.best, self.bad_epochs = (row, 0) if improved else (self.best, self.bad_epochs + 1)
+        if self.main:
+            self._write_epoch_files(row, improved, evaluation["confusion"])
+        return row
+
+    def _write_epoch_files(self, row: dict, improved: bool, confusion: torch.Tensor) -> None:
         if improved:
-            self.best, self.bad_epochs = row, 0
             atomic_save(self._model_checkpoint(row), self.run_dir / "best.pt")
             plot_confusion_matrix(
-                evaluation["confusion"],
+                confusion,
                 self.splits.classes,
                 self.run_dir / "confusion_matrix.png",
                 title=f"validation, epoch {self.epoch} (top-1 {row['val_top1']:.4f})",
             )
-        else:
-            self.bad_epochs += 1
-        self._save_last()
+        self._save_last(self.partial)
         write_metrics_csv(self.history, self.run_dir / "metrics.csv")
         plot_results(self.history, self.run_dir / "results.png")
         if self.writer is not None:
@@ -279,7 +313,15 @@ class _Run:
             f"  val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}"
             f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s {row['images_per_s']:.0f} img/s" + ("  *" if improved else "")
         )
-        return row
+
+    def _global_sums(self) -> dict:
+        """The epoch's running sums over all processes (seconds: this process's)."""
+        sums = dict(self.partial)
+        if self.distributed.enabled:
+            values = torch.tensor([sums["seen"], sums["loss"], sums["correct"]], dtype=torch.float64)
+            seen, loss, correct = self.distributed.all_reduce_sum(values.to(self.device)).tolist()
+            sums.update(seen=int(seen), loss=loss, correct=int(correct))
+        return sums
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
 
@@ -290,7 +332,7 @@ class _Run:
         content["runtime"] = {"device": self.device.type, "precision": self.precision}
         return content
 
-    def _save_last(self) -> Path:
+    def _save_last(self, partial: dict) -> Path:
         content = self._model_checkpoint(self.history[-1] if self.history else {})
         content.update(
             optimizer=self.optimizer.state_dict(),
@@ -299,7 +341,9 @@ class _Run:
             rng=capture_rng(),
             progress={
                 "epoch": self.epoch,
-                "partial": dict(self.partial),
+                "partial": dict(partial),
+                "steps_per_epoch": self.steps_per_epoch,
+                "world_size": self.distributed.world_size,
                 "history": list(self.history),
                 "best": self.best,
                 "bad_epochs": self.bad_epochs,
@@ -320,18 +364,35 @@ class _Run:
         self.history = list(progress["history"])
         self.best = progress["best"]
         self.bad_epochs = progress["bad_epochs"]
+        if progress.get("world_size", 1) != self.distributed.world_size and self.partial["step"]:
+            self.log(
+                f"the run stopped inside epoch {self.epoch + 1} with {progress['world_size']} process(es) and resumes "
+                f"with {self.distributed.world_size}: that epoch starts again"
+            )
+            self.partial = _empty_epoch_sums()
+        if not self.main:
+            self.partial.update(seen=0, loss=0.0, correct=0)  # the saved sums are all processes' already
+        # The schedule counts steps: place it for this run's steps per epoch (another process count or --epochs).
+        step, scheduler = self.epoch * self.steps_per_epoch + self.partial["step"], self.scheduler
+        scheduler.last_epoch = step
+        for group, base, factor in zip(
+            self.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+        ):
+            group["lr"] = base * factor(step)
+        scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         restore_rng(checkpoint["rng"])
-        # The files may be ahead of last.pt if the run died between writes: make them agree with it.
-        write_metrics_csv(self.history, self.run_dir / "metrics.csv")
+        if self.main:  # the files may be ahead of last.pt if the run died between writes: make them agree
+            write_metrics_csv(self.history, self.run_dir / "metrics.csv")
 
     # ---- data ----------------------------------------------------------------------------------------------
 
     def _train_loader(self, start_step: int) -> DataLoader:
-        """This epoch's batches, in an order fixed by (seed, epoch) alone, skipping `start_step` batches."""
-        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch)
-        order = torch.randperm(len(self.train_set), generator=generator).tolist()
-        order = order[start_step * self.config.batch_size :]
-        return self._loader(self.train_set, order=order, generator=generator)
+        """This process's batches of this epoch, in an order fixed by (seed, epoch), skipping `start_step`."""
+        self.sampler.set_epoch(self.epoch)
+        order = list(self.sampler)[start_step * self.config.batch_size :]
+        # Seeds the loader workers' augmentation per (seed, epoch, process).
+        seed = (self.config.seed * 1_000 + self.epoch) * 1_000 + self.distributed.rank
+        return self._loader(self.train_set, order=order, generator=torch.Generator().manual_seed(seed))
 
     def _loader(self, dataset, order=None, generator=None) -> DataLoader:
         workers = self.config.workers
@@ -354,17 +415,22 @@ class _Run:
         params = sum(p.numel() for p in self.model.parameters())
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         action = f"resuming at epoch {self.epoch + 1}" if self.history or self.partial["step"] else "training"
-        print(f"vggnet train: {action} in {self.run_dir}")
-        print(
+        world = self.distributed.world_size
+        log = self.log
+        log(f"vggnet train: {action} in {self.run_dir}")
+        log(
             f"model {self.model.model_name} ({config.head} head, {params / 1e6:.2f}M parameters, "
             f"{trainable / 1e6:.2f}M trainable), {len(self.splits.classes)} classes"
             + (f", weights {config.pretrained}" if config.pretrained else "")
         )
-        print(
-            f"device {self.device.type}, precision {self.precision}"
+        processes = f"{world} processes ({'nccl' if self.device.type == 'cuda' else 'gloo'}), " if world > 1 else ""
+        log(
+            f"{processes}device {self.device.type}, precision {self.precision}"
             f"{' (autocast)' if self.precision != 'fp32' else ''}, channels_last, {config.workers} loader workers; "
-            f"{config.epochs} epochs of {self.steps_per_epoch} steps, batch {config.batch_size}, "
-            f"{config.opt} lr {config.lr:g} ({config.sched}, {config.warmup_epochs} warm-up epochs)"
+            f"{config.epochs} epochs of {self.steps_per_epoch} steps, batch {config.batch_size}"
+            + (f" per process ({config.batch_size * world} in all)" if world > 1 else "")
+            + f", {config.opt} lr {config.lr:g} ({config.sched}, {config.warmup_epochs} warm-up epochs)"
+            + (", SyncBatchNorm" if config.sync_bn and world > 1 else "")
         )
 
 
@@ -436,6 +502,16 @@ def _build_model(config: TrainConfig, num_classes: int, device: torch.device) ->
     return model.to(device=device, memory_format=torch.channels_last)
 
 
+def _wrap_for_training(model: VGG, config: TrainConfig, distributed: Distributed, device: torch.device) -> nn.Module:
+    """The module the training steps call: the model itself, or under torchrun the model wrapped in DDP (with
+    SyncBatchNorm for --sync-bn). Checkpoints always save the bare model, so they load anywhere."""
+    if not distributed.enabled:
+        return model
+    if config.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def _build_optimizer(model: VGG, config: TrainConfig) -> torch.optim.Optimizer:
     """Weight decay on weight matrices and kernels only, not on biases and norm parameters."""
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -481,6 +557,10 @@ def _ignore_stop_signals(_worker_id: int) -> None:
     """Loader workers leave Ctrl-C and SIGTERM to the training process, which stops them cleanly."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _silent(*_args, **_kwargs) -> None:
+    """What processes other than the main one print: nothing."""
 
 
 def _empty_epoch_sums() -> dict:

@@ -36,7 +36,7 @@ def test_two_processes_write_one_run_and_count_each_image_once(odd_folder, tmp_p
     assert "2 processes (gloo)" in result.stdout and "batch 4 per process (8 in all)" in result.stdout
     best = torch.load(runs / "exp" / "best.pt", weights_only=True)
     assert not any(key.startswith("module.") for key in best["state_dict"])
-    single = vggnet.evaluate(runs / "exp" / "best.pt", odd_folder, device="cpu")
+    single = vggnet.evaluate(runs / "exp" / "best.pt", odd_folder, device="cpu", precision="fp32")
     assert single["num_images"] == 15
     assert best["metrics"]["val_top1"] == pytest.approx(single["top1"])
     assert best["metrics"]["val_loss"] == pytest.approx(single["loss"], rel=1e-4)

@@ -46,7 +46,7 @@ def _manual_predictions(checkpoint, paths):
 
 def test_eval_matches_a_hand_computed_reference(trained, tmp_path):
     checkpoint, data = trained
-    report = evaluate(checkpoint, data, batch_size=5, out=tmp_path / "eval")
+    report = evaluate(checkpoint, data, batch_size=5, out=tmp_path / "eval", precision="fp32")
     samples = discover_splits(data).val  # data/ has val/: that is what eval reads
     logits = _manual_predictions(checkpoint, [p for p, _ in samples])
     truth = np.array([label for _, label in samples])
@@ -111,7 +111,7 @@ def mixed_inputs(trained, tmp_path):
 
 def test_predict_records_errors_and_order(trained, mixed_inputs):
     checkpoint, data = trained
-    records = predict(checkpoint, mixed_inputs, topk=2, batch_size=3)
+    records = predict(checkpoint, mixed_inputs, topk=2, batch_size=3, precision="fp32")
     cats = sorted(str(p) for p in (data / "val" / "cat").glob("*.png"))
     assert [r["path"] for r in records][:2] == [mixed_inputs[0], str(mixed_inputs[1] + "/nested/one.png")]
     assert [r["path"] for r in records][2:6] == cats
@@ -182,7 +182,7 @@ def test_imagenet_weights_give_imagenet_class_names(hub_dir, file_server, monkey
 
 def test_embed_shapes_normalisation_and_file(trained, mixed_inputs, tmp_path):
     checkpoint, _ = trained
-    embeddings = embed(checkpoint, mixed_inputs, batch_size=4)
+    embeddings = embed(checkpoint, mixed_inputs, batch_size=4, precision="fp32")
     assert embeddings.layer == "flatten"  # the compact head's pre-logits
     assert embeddings.features.shape == (6, 64) and embeddings.features.dtype == np.float32
     assert len(embeddings.errors) == 3
@@ -337,3 +337,50 @@ def test_export_cli_writes_beside_the_checkpoint_and_never_overwrites(trained, c
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), vggnet.load_model(checkpoint).eval()(x), atol=1e-4, rtol=1e-4)
+
+
+# ---- the fast path -----------------------------------------------------------------------------------------
+
+
+def test_folding_batchnorm_keeps_outputs_and_layer_names():
+    from vggnet.infer.runner import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = vggnet.create_model("vgg13_bn", num_classes=5, width_mult=0.25).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, 3, 64, 64) * 3 + 1)
+    model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        folded = fold_batchnorm(model)
+        torch.testing.assert_close(folded(x), expected, atol=1e-4, rtol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert folded.layer_names == vggnet.create_model("vgg13_bn", num_classes=5).layer_names
+
+
+def test_the_default_fast_path_agrees_with_fp32(trained):
+    from vggnet.infer.runner import InferenceRunner
+    from vggnet.infer.source import load_for_inference
+
+    checkpoint, data = trained
+    images = sorted(str(p) for p in (data / "val").rglob("*.png"))
+    exact = predict(checkpoint, images, precision="fp32")
+    fast = predict(checkpoint, images, precision="bf16")
+    assert [r["top"][0]["index"] for r in fast] == [r["top"][0]["index"] for r in exact]
+    for a, b in zip(fast, exact, strict=True):
+        assert a["top"][0]["prob"] == pytest.approx(b["top"][0]["prob"], abs=0.03)
+    runner = InferenceRunner(load_for_inference(checkpoint, device="cpu", precision="bf16"))
+    assert next(runner.model.parameters()).dtype == torch.bfloat16
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in runner.model.modules())
+
+
+def test_compiled_path_agrees(trained):
+    checkpoint, data = trained
+    images = sorted(str(p) for p in (data / "val" / "ant").glob("*.png"))
+    exact = predict(checkpoint, images, precision="fp32")
+    compiled = predict(checkpoint, images, precision="fp32", compile=True)
+    for a, b in zip(compiled, exact, strict=True):
+        assert a["top"][0]["index"] == b["top"][0]["index"]
+        assert a["top"][0]["prob"] == pytest.approx(b["top"][0]["prob"], abs=1e-4)

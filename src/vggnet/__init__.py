@@ -14,7 +14,7 @@ from .analysis import LayerSummary, ModelSummary, describe_models, summarize
 from .infer.embed import embed
 from .infer.evaluate import evaluate
 from .infer.export import export
-from .infer.predict import predict
+from .infer.predict import Predictor, predict
 from .infer.visualize import feature_grid, grad_cam, save_grad_cam
 from .models import (
     VGG,
@@ -38,6 +38,7 @@ __all__ = [
     "LayerSummary",
     "LoadReport",
     "ModelSummary",
+    "Predictor",
     "__version__",
     "create_model",
     "describe_models",

@@ -19,6 +19,7 @@ from . import __version__
 from .analysis import FORMATS, describe_models, summarize
 from .data.digits import write_digits
 from .data.transforms import AUGMENTS
+from .infer.benchmark import benchmark, render_benchmark
 from .infer.embed import embed
 from .infer.evaluate import evaluate, render_report
 from .infer.export import FORMATS as EXPORT_FORMATS
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_features(commands)
     _add_explain(commands)
     _add_export(commands)
+    _add_benchmark(commands)
     _add_data(commands)
     _add_summary(commands)
     _add_models(commands)
@@ -146,7 +148,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser, precision: bool = True
     parser.add_argument("--pretrained", metavar="imagenet|PATH", help="weights for a model name")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA when available")
     if precision:
-        parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="numeric precision (fp32)")
+        parser.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="auto",
+            help="auto: bf16 weights where the hardware runs bf16 natively, else fp32; fp32 is exact (auto)",
+        )
 
 
 def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,6 +174,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, metavar="DIR", help="labelled image folder")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (table)")
     parser.add_argument("--out", metavar="DIR", help="folder for the plots and tables (runs/eval/exp)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile first (a one-time cost)")
     _add_batch_arguments(parser)
     parser.set_defaults(run=_run_eval)
 
@@ -181,6 +189,7 @@ def _run_eval(args: argparse.Namespace) -> None:
         workers=args.workers,
         device=args.device,
         precision=args.precision,
+        compile=args.compile,
         out=out or new_run_dir("runs/eval", "exp"),
     )
     print(render_report(report, args.format))
@@ -199,6 +208,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--topk", type=int, default=5, help="predictions per image (5)")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (table)")
     parser.add_argument("--save-viz", metavar="DIR", help="also write each image with its predictions drawn on it")
+    parser.add_argument("--compile", action="store_true", help="torch.compile first (a one-time cost)")
     _add_batch_arguments(parser)
     parser.set_defaults(run=_run_predict)
 
@@ -213,6 +223,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         workers=args.workers,
         device=args.device,
         precision=args.precision,
+        compile=args.compile,
         save_viz=args.save_viz,
         progress=sys.stderr.isatty(),
     )
@@ -335,6 +346,43 @@ def _run_export(args: argparse.Namespace) -> None:
         f"{result.format} -> {result.path} (input {result.input_size}x{result.input_size}); checked: max abs "
         f"difference {result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g})"
     )
+
+
+def _add_benchmark(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "benchmark",
+        help="throughput, latency and GFLOP/s of each way to run VGG here, against torchvision",
+        description="Time torchvision's eager fp32 model (the baseline) and vggnet's paths on the same weights, "
+        "interleaved, with ratios to the baseline, p50/p90 latency, achieved GFLOP/s as a fraction of this "
+        "machine's matrix-multiply ceiling, top-1 agreement with fp32 on real images, and training throughput.",
+        epilog="example: vggnet benchmark --model vgg16 --batch-size 1,8 --peers --compile",
+    )
+    parser.add_argument("--model", default="vgg16", help="registry name (vgg16)")
+    parser.add_argument("--batch-size", default="1,8", help="comma-separated batch sizes (1,8)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="the fast path's precision (auto)")
+    parser.add_argument("--img-size", type=int, default=224, help="input side (224)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per path (5)")
+    parser.add_argument("--peers", action="store_true", help="also ONNX Runtime and OpenVINO, where installed")
+    parser.add_argument("--compile", action="store_true", help="also the torch.compile path")
+    parser.add_argument("--data", metavar="DIR", help="real images for the agreement check (default: digits)")
+    parser.add_argument("--no-training", action="store_true", help="skip the training and data-pipeline part")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(run=_run_benchmark)
+
+
+def _run_benchmark(args: argparse.Namespace) -> None:
+    try:
+        batch_sizes = tuple(int(size) for size in args.batch_size.split(","))
+    except ValueError as error:
+        raise ValueError(f"--batch-size {args.batch_size!r} must be comma-separated integers, e.g. 1,8") from error
+    if args.rounds < 1 or min(batch_sizes) < 1:
+        raise ValueError("--rounds and every --batch-size must be at least 1")
+    report = benchmark(
+        args.model, batch_sizes, args.precision, args.img_size, args.rounds, args.peers, args.compile, args.data,
+        not args.no_training, args.device,
+    )  # fmt: skip
+    print(json.dumps(report, indent=2) if args.format == "json" else render_benchmark(report))
 
 
 def render_records(records: list[dict], style: str) -> str:

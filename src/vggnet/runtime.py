@@ -1,5 +1,6 @@
 """Device and numeric precision: what `--device` and `--precision` resolve to on this machine."""
 
+import os
 from pathlib import Path
 
 import torch
@@ -46,3 +47,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 def autocast_dtype(precision: str) -> torch.dtype | None:
     """The autocast dtype for a resolved precision; None for fp32."""
     return _AUTOCAST_DTYPES.get(precision)
+
+
+def default_workers() -> int:
+    """Data-loading processes: one per spare core, at most 8 (0 loads in the training process)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cores - 1))

@@ -10,7 +10,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data import ImagePathDataset, build_transform, collate_inference, list_images
-from ..runtime import autocast_dtype
 from .source import LoadedModel
 
 _GLOB_CHARACTERS = set("*?[")
@@ -40,7 +39,7 @@ def expand_inputs(inputs: list[str | Path]) -> list[tuple[str, str | None]]:
 
 
 class InputBatches:
-    """Iterate over (positions, images) batches of the readable inputs, on the model's device.
+    """Iterate over (positions, images) batches of the readable inputs (float32, on the model's device).
 
     `paths[position]` is each input's path; after iterating, `errors` maps the position of every input that is
     missing or unreadable to the reason.
@@ -67,9 +66,3 @@ class InputBatches:
             if indices:
                 images = images.to(self.loaded.device, memory_format=torch.channels_last)
                 yield [self._readable[i] for i in indices], images
-
-    def forward(self, images: torch.Tensor, run=None) -> torch.Tensor:
-        """Run `run(images)` (default: the model) without gradients, in the loaded model's precision."""
-        dtype = autocast_dtype(self.loaded.precision)
-        with torch.no_grad(), torch.autocast(self.loaded.device.type, dtype=dtype, enabled=dtype is not None):
-            return (run or self.loaded.model)(images)

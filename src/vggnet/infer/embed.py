@@ -15,6 +15,7 @@ import torch
 from ..models.features import extract_features
 from ..models.vgg import VGG
 from .batches import InputBatches
+from .runner import InferenceRunner
 from .source import LoadedModel, load_for_inference
 
 
@@ -52,7 +53,7 @@ def embed(
     batch_size: int = 32,
     workers: int = 0,
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     progress: bool = False,
 ) -> Embeddings:
     """Compute one feature vector per input image at `layer` (default: `default_layer`), optionally scaled to
@@ -62,9 +63,11 @@ def embed(
     if layer not in loaded.model.layer_names:
         raise ValueError(f"unknown --layer {layer!r}; choose one of: {', '.join(loaded.model.layer_names)}")
     batches = InputBatches(loaded, inputs, batch_size, workers, progress, "embed")
+    runner = InferenceRunner(loaded, fold=False)  # conv* layers stay the convolutions' own outputs
     rows: dict[int, torch.Tensor] = {}
     for positions, images in batches:
-        features = batches.forward(images, lambda x: extract_features(loaded.model, x, [layer])[layer]).float()
+        with torch.no_grad():
+            features = extract_features(runner.model, runner.prepare_input(images), [layer])[layer].float()
         if features.ndim == 4:
             features = features.mean(dim=(2, 3))
         if normalize:

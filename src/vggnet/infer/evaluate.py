@@ -18,27 +18,24 @@ from ..models.vgg import VGG
 from ..plots import plot_confusion_matrix
 from ..runtime import autocast_dtype
 from ..tables import render_table
+from .runner import InferenceRunner
 from .source import load_for_inference
 
 
-def evaluation_sums(model: VGG, loader: DataLoader, device: torch.device, precision: str = "fp32") -> dict:
+def evaluation_sums(forward, num_classes: int, loader: DataLoader, device: torch.device) -> dict:
     """Summed loss, top-5 hits and the confusion matrix (rows true, columns predicted) over `loader`, which
-    yields (images, labels, dropped) batches. Sums, so that processes can add theirs up."""
-    model.eval()
-    classes = model.num_classes
+    yields (images, labels, dropped) batches; `forward` maps a batch to logits. Sums, so that processes can add
+    theirs up."""
+    classes = num_classes
     confusion = torch.zeros(classes, classes, dtype=torch.long, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     top5_hits = torch.zeros((), dtype=torch.long, device=device)
-    dtype = autocast_dtype(precision)
     with torch.no_grad():
         for images, labels, _dropped in loader:
             if not len(labels):
                 continue
-            images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(images)
-            logits = logits.float()
+            logits = forward(images).float()
             loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
             top = logits.topk(min(5, classes), dim=1).indices
             top5_hits += (top == labels[:, None]).any(dim=1).sum()
@@ -58,9 +55,23 @@ def evaluation_metrics(sums: dict) -> dict:
     }
 
 
+def autocast_forward(model: VGG, device: torch.device, precision: str = "fp32"):
+    """`model` in eval mode under autocast for `precision`: the training loop's validation forward."""
+    model.eval()
+    dtype = autocast_dtype(precision)
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            return model(images)
+
+    return forward
+
+
 def evaluate_loader(model: VGG, loader: DataLoader, device: torch.device, precision: str = "fp32") -> dict:
-    """`evaluation_metrics` of `evaluation_sums` over one loader."""
-    return evaluation_metrics(evaluation_sums(model, loader, device, precision))
+    """`evaluation_metrics` of `evaluation_sums` over one loader, with `autocast_forward`."""
+    sums = evaluation_sums(autocast_forward(model, device, precision), model.num_classes, loader, device)
+    return evaluation_metrics(sums)
 
 
 def evaluate(
@@ -71,7 +82,8 @@ def evaluate(
     batch_size: int = 32,
     workers: int = 0,
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
+    compile: bool = False,
     out: str | Path | None = None,
 ) -> dict:
     """Evaluate a model on a labelled image folder.
@@ -90,7 +102,8 @@ def evaluate(
     samples = evaluation_samples(data, loaded.classes)
     dataset = ImageListDataset(samples, build_transform(loaded.preprocess))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping_failures)
-    result = evaluate_loader(loaded.model, loader, loaded.device, loaded.precision)
+    runner = InferenceRunner(loaded, compile=compile)
+    result = evaluation_metrics(evaluation_sums(runner, loaded.model.num_classes, loader, loaded.device))
     confusion = result["confusion"]
     report = {
         "model": loaded.source,

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..models.factory import load_model
 from ..models.loading import SAFETENSORS_METADATA_KEY
 from ..models.vgg import MIN_INPUT_SIZE, VGG
+from .runner import fold_batchnorm
 from .source import LoadedModel, load_for_inference
 
 FORMATS = ("onnx", "torchscript", "safetensors")
@@ -61,14 +61,9 @@ def inference_copy(model: VGG, input_size: int) -> VGG:
     """A copy of `model` for inference formats at `input_size`: eval mode, fp32, BatchNorm folded into the
     preceding convolution, and the adaptive pool replaced by its fixed equivalent."""
     copy_ = copy.deepcopy(model).eval().float().to(device="cpu", memory_format=torch.contiguous_format)
-    features = copy_.features
-    for index in range(len(features) - 1):
-        conv, norm = features[index], features[index + 1]
-        if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
-            features[index] = fuse_conv_bn_eval(conv, norm)
-            features[index + 1] = nn.Identity()
+    fold_batchnorm(copy_)
     size_in = input_size
-    for module in features:
+    for module in copy_.features:
         if isinstance(module, nn.MaxPool2d):
             size_in //= 2
     size_out = copy_.avgpool.output_size

@@ -14,7 +14,69 @@ from PIL import Image, ImageDraw, ImageFont
 from ..data import load_rgb
 from ..models.vgg import VGG
 from .batches import InputBatches
+from .runner import InferenceRunner
 from .source import LoadedModel, load_for_inference
+
+
+class Predictor:
+    """A model loaded once for many predictions, on the fast path by default.
+
+        >>> predictor = vggnet.Predictor("runs/train/exp/best.pt")
+        >>> predictor(["cat.jpg", "photos/"], topk=3)
+
+    Args:
+        model: A checkpoint path, a registry name with `pretrained`, or a loaded model.
+        precision: `auto` (bf16 weights where the hardware runs bf16 natively, else fp32), `fp32` (exact), `bf16`
+            or `fp16`.
+        compile: torch.compile the model first (a one-time cost; worth it for many images).
+        batch_size: Images per forward pass.
+        workers: Decoding processes.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | VGG | LoadedModel,
+        *,
+        pretrained: str | Path | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        compile: bool = False,
+        batch_size: int = 32,
+        workers: int = 0,
+    ) -> None:
+        self.loaded = (
+            model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device, precision)
+        )
+        self.runner = InferenceRunner(self.loaded, compile=compile)
+        self.batch_size = batch_size
+        self.workers = workers
+
+    @property
+    def classes(self) -> list[str]:
+        return self.loaded.classes
+
+    def __call__(
+        self, inputs: list[str | Path], topk: int = 5, save_viz: str | Path | None = None, progress: bool = False
+    ) -> list[dict]:
+        """One record per input (see the module docstring), in input order; `save_viz` also writes each image
+        with its top predictions drawn on it into that folder."""
+        if topk < 1:
+            raise ValueError(f"--topk must be at least 1, got {topk}")
+        batches = InputBatches(self.loaded, inputs, self.batch_size, self.workers, progress, "predict")
+        k = min(topk, len(self.classes))
+        records: dict[int, dict] = {}
+        for positions, images in batches:
+            probs, indices = self.runner(images).softmax(dim=1).topk(k, dim=1)
+            for position, row_probs, row_indices in zip(positions, probs.tolist(), indices.tolist(), strict=True):
+                pairs = zip(row_probs, row_indices, strict=True)
+                top = [{"class": self.classes[i], "index": i, "prob": p} for p, i in pairs]
+                records[position] = {"path": batches.paths[position], "top": top}
+        for position, reason in batches.errors.items():
+            records[position] = {"path": batches.paths[position], "error": reason}
+        ordered = [records[position] for position in range(len(batches.paths))]
+        if save_viz is not None:
+            save_visualisations([r for r in ordered if "top" in r], Path(save_viz))
+        return ordered
 
 
 def predict(
@@ -26,38 +88,17 @@ def predict(
     batch_size: int = 32,
     workers: int = 0,
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
+    compile: bool = False,
     save_viz: str | Path | None = None,
     progress: bool = False,
 ) -> list[dict]:
-    """Classify images and return one record per input (see the module docstring), in input order.
-
-    Args:
-        model: A checkpoint path, a registry name with `pretrained`, or a loaded model.
-        inputs: Files, folders and glob patterns.
-        topk: Predictions per image (at most the number of classes).
-        save_viz: A folder to write each image with its top predictions drawn on it.
-        progress: Show a progress bar over the batches.
-    """
-    if topk < 1:
-        raise ValueError(f"--topk must be at least 1, got {topk}")
-    loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device, precision)
-    batches = InputBatches(loaded, inputs, batch_size, workers, progress, "predict")
-    k = min(topk, len(loaded.classes))
-    records: dict[int, dict] = {}
-    for positions, images in batches:
-        probs, classes = batches.forward(images).float().softmax(dim=1).topk(k, dim=1)
-        for position, row_probs, row_classes in zip(positions, probs.tolist(), classes.tolist(), strict=True):
-            top = [
-                {"class": loaded.classes[c], "index": c, "prob": p} for p, c in zip(row_probs, row_classes, strict=True)
-            ]
-            records[position] = {"path": batches.paths[position], "top": top}
-    for position, reason in batches.errors.items():
-        records[position] = {"path": batches.paths[position], "error": reason}
-    records = [records[position] for position in range(len(batches.paths))]
-    if save_viz is not None:
-        save_visualisations([r for r in records if "top" in r], Path(save_viz))
-    return records
+    """Classify images once: `Predictor(model, ...)(inputs, topk, save_viz, progress)` (see `Predictor`)."""
+    predictor = Predictor(
+        model, pretrained=pretrained, device=device, precision=precision, compile=compile, batch_size=batch_size,
+        workers=workers,
+    )  # fmt: skip
+    return predictor(inputs, topk=topk, save_viz=save_viz, progress=progress)
 
 
 def save_visualisations(records: list[dict], folder: Path) -> list[Path]:

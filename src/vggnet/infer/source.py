@@ -36,7 +36,7 @@ def load_for_inference(
     model: str | Path | VGG,
     pretrained: str | Path | None = None,
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> LoadedModel:
     """Load what `--model`/`--pretrained` name.
 

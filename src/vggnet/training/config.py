@@ -7,7 +7,6 @@ with its own defaults (`DIGITS_DEFAULTS`) for every setting the user did not giv
 """
 
 import contextlib
-import os
 import typing
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -17,7 +16,7 @@ import yaml
 from ..data.transforms import AUGMENTS
 from ..models.registry import list_models
 from ..models.vgg import HEADS, MIN_INPUT_SIZE
-from ..runtime import DEVICES, PRECISIONS
+from ..runtime import DEVICES, PRECISIONS, default_workers
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("cosine", "none")
@@ -120,12 +119,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def default_workers() -> int:
-    """Data-loading processes: one per spare core, at most 8 (0 loads in the training process)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cores - 1))
 
 
 def make_config(settings: dict) -> TrainConfig:

@@ -37,7 +37,7 @@ from ..data import (
     discover_splits,
     find_unreadable,
 )
-from ..infer.evaluate import evaluation_metrics, evaluation_sums
+from ..infer.evaluate import autocast_forward, evaluation_metrics, evaluation_sums
 from ..models.factory import create_model
 from ..models.vgg import VGG
 from ..models.weights import IMAGENET_PREPROCESS
@@ -266,9 +266,9 @@ class _Run:
     def _end_epoch(self) -> dict:
         sums = self._global_sums()
         self.distributed.broadcast_buffers(self.model)
-        validation = evaluation_sums(
-            self.model, self._loader(Subset(self.val_set, self.val_indices)), self.device, self.precision
-        )
+        forward = autocast_forward(self.model, self.device, self.precision)
+        loader = self._loader(Subset(self.val_set, self.val_indices))
+        validation = evaluation_sums(forward, self.model.num_classes, loader, self.device)
         for value in validation.values():
             self.distributed.all_reduce_sum(value)
         evaluation = evaluation_metrics(validation)

@@ -10,13 +10,19 @@ from vggnet.infer.benchmark import BASELINE, benchmark, compute_ceiling, render_
 
 
 def test_benchmark_report(image_folder):
+    pytest.importorskip("torchao")
     report = benchmark("vgg11", batch_sizes=(2,), img_size=32, rounds=2, data=image_folder, training=False,
-                       device="cpu")  # fmt: skip
+                       device="cpu", int8=True, peers=True)  # fmt: skip
     rows = {row["path"]: row for row in report["inference"]}
     assert BASELINE in rows and "vggnet fp32" in rows
     assert rows[BASELINE]["ratio_to_baseline"] == pytest.approx(1.0)
     fast = [name for name in rows if name.startswith("vggnet default")]
     assert len(fast) == 1
+    assert rows["vggnet int8 (PT2E) + torch.compile"]["top1_agreement_vs_fp32"] > 0.5
+    assert "int8" in report["ceilings_gflops"]
+    assert rows["onnxruntime fp32"]["max_logit_diff_vs_fp32"] < 1e-4  # the same function, another runtime
+    if "openvino (default)" in rows:
+        assert rows["openvino (default)"]["top1_agreement_vs_fp32"] > 0.5
     for row in rows.values():
         assert row["images_per_s"] > 0 and row["latency_p90_ms"] >= row["latency_p50_ms"] > 0
         assert row["gflops"] > 0 and row["fraction_of_ceiling"] > 0

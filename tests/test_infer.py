@@ -384,3 +384,29 @@ def test_compiled_path_agrees(trained):
     for a, b in zip(compiled, exact, strict=True):
         assert a["top"][0]["index"] == b["top"][0]["index"]
         assert a["top"][0]["prob"] == pytest.approx(b["top"][0]["prob"], abs=1e-4)
+
+
+# ---- int8 --------------------------------------------------------------------------------------------------
+
+
+def test_quantized_model_runs_through_predict_and_eval(trained, tmp_path, capsys):
+    pytest.importorskip("torchao")
+    checkpoint, data = trained
+    out = tmp_path / "model.int8.pt2"
+    code = main(["quantize", "--model", str(checkpoint), "--calib", str(data / "train"), "--val", str(data),
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0
+    report = capsys.readouterr().out
+    assert "calibrated on 24 images" in report and "top-1 on 12 images: fp32" in report
+    images = sorted(str(p) for p in (data / "val").rglob("*.png"))
+    exact = predict(checkpoint, images, precision="fp32")
+    quantized = predict(out, images)
+    agreement = np.mean([a["top"][0]["index"] == b["top"][0]["index"] for a, b in zip(quantized, exact, strict=True)])
+    assert agreement >= 0.9
+    assert quantized[0]["top"][0]["class"] in ("ant", "bee", "cat")
+    result = evaluate(out, data)
+    assert result["num_images"] == 12 and 0 <= result["top1"] <= 1
+    with pytest.raises(ValueError, match="embed needs the fp32 model"):
+        embed(out, images[:1])
+    with pytest.raises(ValueError, match="is an int8 model; drop --precision fp32"):
+        predict(out, images[:1], precision="fp32")

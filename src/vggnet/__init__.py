@@ -15,6 +15,7 @@ from .infer.embed import embed
 from .infer.evaluate import evaluate
 from .infer.export import export
 from .infer.predict import Predictor, predict
+from .infer.quantize import quantize
 from .infer.visualize import feature_grid, grad_cam, save_grad_cam
 from .models import (
     VGG,
@@ -53,6 +54,7 @@ __all__ = [
     "load_model",
     "load_weights",
     "predict",
+    "quantize",
     "save_grad_cam",
     "summarize",
     "train",

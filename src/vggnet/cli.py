@@ -25,6 +25,7 @@ from .infer.evaluate import evaluate, render_report
 from .infer.export import FORMATS as EXPORT_FORMATS
 from .infer.export import export
 from .infer.predict import predict
+from .infer.quantize import quantize
 from .infer.visualize import feature_grid, grad_cam, save_grad_cam
 from .models.registry import list_models
 from .models.vgg import HEADS
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_features(commands)
     _add_explain(commands)
     _add_export(commands)
+    _add_quantize(commands)
     _add_benchmark(commands)
     _add_data(commands)
     _add_summary(commands)
@@ -348,6 +350,36 @@ def _run_export(args: argparse.Namespace) -> None:
     )
 
 
+def _add_quantize(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "quantize",
+        help="post-training int8 quantization, calibrated on real images (x86 CPUs)",
+        description="Quantize to int8 (PT2E, torchao's X86InductorQuantizer) with observers calibrated on images "
+        "from --calib, save a .pt2 that predict and eval take as --model, and with --val report the top-1 change. "
+        "Needs: pip install 'vggnet[quantize]'.",
+        epilog="example: vggnet quantize --model runs/train/exp/best.pt --calib data/train --val data/val",
+    )
+    parser.add_argument("--model", required=True, metavar="CKPT|NAME", help="a checkpoint, or a name with --pretrained")
+    parser.add_argument("--pretrained", metavar="imagenet|PATH", help="weights for a model name")
+    parser.add_argument("--calib", required=True, metavar="DIR", help="representative images (labels not needed)")
+    parser.add_argument("--val", metavar="DIR", help="labelled folder to compare fp32 and int8 top-1 on")
+    parser.add_argument("--calib-images", type=int, default=256, help="at most this many calibration images (256)")
+    parser.add_argument("--out", metavar="PATH", help="output .pt2 (default: beside the checkpoint)")
+    parser.set_defaults(run=_run_quantize)
+
+
+def _run_quantize(args: argparse.Namespace) -> None:
+    result = quantize(
+        args.model, args.calib, pretrained=args.pretrained, val=args.val, out=args.out, calib_images=args.calib_images
+    )
+    print(f"int8 model -> {result.path} (calibrated on {result.calibration_images} images)")
+    if result.top1_change is not None:
+        print(
+            f"top-1 on {result.validation_images} images: fp32 {result.fp32_top1:.4f}, int8 {result.int8_top1:.4f} "
+            f"({result.top1_change * 100:+.2f} points)"
+        )
+
+
 def _add_benchmark(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "benchmark",
@@ -364,6 +396,7 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per path (5)")
     parser.add_argument("--peers", action="store_true", help="also ONNX Runtime and OpenVINO, where installed")
     parser.add_argument("--compile", action="store_true", help="also the torch.compile path")
+    parser.add_argument("--int8", action="store_true", help="also int8 (calibrated on the real images; torchao)")
     parser.add_argument("--data", metavar="DIR", help="real images for the agreement check (default: digits)")
     parser.add_argument("--no-training", action="store_true", help="skip the training and data-pipeline part")
     parser.add_argument("--device", choices=DEVICES, default="auto")
@@ -380,7 +413,7 @@ def _run_benchmark(args: argparse.Namespace) -> None:
         raise ValueError("--rounds and every --batch-size must be at least 1")
     report = benchmark(
         args.model, batch_sizes, args.precision, args.img_size, args.rounds, args.peers, args.compile, args.data,
-        not args.no_training, args.device,
+        not args.no_training, args.device, args.int8,
     )  # fmt: skip
     print(json.dumps(report, indent=2) if args.format == "json" else render_benchmark(report))
 

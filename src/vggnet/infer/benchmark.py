@@ -60,7 +60,11 @@ class PathResult:
 
 def compute_ceiling(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
     """GFLOP/s this machine reaches in `dtype` on the best-suited dense work: the larger of a 2048^3 matrix
-    product and a 256-channel 3x3 convolution on a 56x56 map (batch 8, channels_last), the bulk of VGG's work."""
+    product and a 256-channel 3x3 convolution on a 56x56 map (batch 8, channels_last), the bulk of VGG's work.
+    For int8: a 2048^3 int8 matrix product (GOP/s)."""
+    if dtype == torch.int8:
+        a = torch.randint(-128, 127, (2048, 2048), dtype=torch.int8, device=device)
+        return _rate(lambda: torch._int_mm(a, a), 2 * 2048**3, device, repeats)
     a = torch.randn(2048, 2048, device=device).to(dtype)
     b = torch.randn(2048, 2048, device=device).to(dtype)
     matmul = _rate(lambda: a @ b, 2 * 2048**3, device, repeats)
@@ -99,6 +103,7 @@ def benchmark(
     data: str | Path | None = None,
     training: bool = True,
     device: str = "auto",
+    int8: bool = False,
 ) -> dict:
     """Measure the inference paths (and training throughput) and return the results as plain data."""
     name = resolve_name(model)
@@ -112,8 +117,10 @@ def benchmark(
     ceilings = {"fp32": compute_ceiling(torch.float32, torch_device)}
     if fast_precision != "fp32":
         ceilings[fast_precision] = compute_ceiling(autocast_dtype(fast_precision), torch_device)
-    paths = _build_paths(network, name, torch_device, fast_precision, img_size, peers, compile)
+    if int8:
+        ceilings["int8"] = compute_ceiling(torch.int8, torch_device)
     images = _real_images(data, preprocess)
+    paths = _build_paths(network, name, torch_device, fast_precision, img_size, peers, compile, int8, images)
     results = []
     for batch_size in batch_sizes:
         inputs = torch.randn(batch_size, 3, img_size, img_size)
@@ -150,7 +157,7 @@ def benchmark(
     return report
 
 
-def _build_paths(network, name, device, fast_precision, img_size, peers, compile) -> dict:
+def _build_paths(network, name, device, fast_precision, img_size, peers, compile, int8, images) -> dict:
     """label -> (function from a float32 batch to float32 logits, precision)."""
     reference = getattr(torchvision.models, name)().eval()
     reference.load_state_dict(network.state_dict())
@@ -168,6 +175,12 @@ def _build_paths(network, name, device, fast_precision, img_size, peers, compile
     paths[f"vggnet default ({fast_precision})"] = (runner(fast_precision), fast_precision)
     if compile:
         paths[f"vggnet {fast_precision} + torch.compile"] = (runner(fast_precision, compiled=True), fast_precision)
+    if int8:
+        from .quantize import quantize_module
+
+        program = quantize_module(network, list(images.split(16)), img_size)
+        quantized = LoadedModel(program.module(), [], network.pretrained_cfg["preprocess"], device, "int8", name)
+        paths["vggnet int8 (PT2E) + torch.compile"] = (InferenceRunner(quantized), "int8")
     if peers:
         paths.update(_peer_paths(network, img_size))
     return paths

@@ -16,7 +16,7 @@ from ..models.features import extract_features
 from ..models.vgg import VGG
 from .batches import InputBatches
 from .runner import InferenceRunner
-from .source import LoadedModel, load_for_inference
+from .source import LoadedModel, load_for_inference, require_vgg
 
 
 @dataclass
@@ -59,6 +59,7 @@ def embed(
     """Compute one feature vector per input image at `layer` (default: `default_layer`), optionally scaled to
     unit L2 norm."""
     loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device, precision)
+    require_vgg(loaded, "embed")
     layer = layer or default_layer(loaded.model)
     if layer not in loaded.model.layer_names:
         raise ValueError(f"unknown --layer {layer!r}; choose one of: {', '.join(loaded.model.layer_names)}")

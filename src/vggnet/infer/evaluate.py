@@ -19,7 +19,7 @@ from ..plots import plot_confusion_matrix
 from ..runtime import autocast_dtype
 from ..tables import render_table
 from .runner import InferenceRunner
-from .source import load_for_inference
+from .source import LoadedModel, load_for_inference
 
 
 def evaluation_sums(forward, num_classes: int, loader: DataLoader, device: torch.device) -> dict:
@@ -75,7 +75,7 @@ def evaluate_loader(model: VGG, loader: DataLoader, device: torch.device, precis
 
 
 def evaluate(
-    model: str | Path | VGG,
+    model: str | Path | VGG | LoadedModel,
     data: str | Path,
     *,
     pretrained: str | Path | None = None,
@@ -98,12 +98,12 @@ def evaluate(
         `top1`, `top5` (fractions), `loss`, `num_images`, `per_class` ({class: precision, recall, f1, support}),
         `confusion_matrix` (rows true, columns predicted) and `classes`.
     """
-    loaded = load_for_inference(model, pretrained, device, precision)
+    loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device, precision)
     samples = evaluation_samples(data, loaded.classes)
     dataset = ImageListDataset(samples, build_transform(loaded.preprocess))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping_failures)
     runner = InferenceRunner(loaded, compile=compile)
-    result = evaluation_metrics(evaluation_sums(runner, loaded.model.num_classes, loader, loaded.device))
+    result = evaluation_metrics(evaluation_sums(runner, len(loaded.classes), loader, loaded.device))
     confusion = result["confusion"]
     report = {
         "model": loaded.source,

@@ -24,7 +24,7 @@ from ..models.factory import load_model
 from ..models.loading import SAFETENSORS_METADATA_KEY
 from ..models.vgg import MIN_INPUT_SIZE, VGG
 from .runner import fold_batchnorm
-from .source import LoadedModel, load_for_inference
+from .source import LoadedModel, load_for_inference, require_vgg
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
@@ -102,7 +102,7 @@ def export(
     if format not in FORMATS:
         raise ValueError(f"unknown --format {format!r}; choose one of: {', '.join(FORMATS)}")
     loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device="cpu")
-    network = loaded.model.to(device="cpu", memory_format=torch.contiguous_format).eval()
+    network = require_vgg(loaded, "export").to(device="cpu", memory_format=torch.contiguous_format).eval()
     size = img_size or loaded.preprocess["img_size"]
     if size < MIN_INPUT_SIZE:
         raise ValueError(f"--img-size {size} is too small for VGG; use at least {MIN_INPUT_SIZE}")

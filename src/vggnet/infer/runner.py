@@ -12,6 +12,7 @@
 import copy
 import logging
 import time
+import warnings
 
 import torch
 from torch import nn
@@ -21,7 +22,8 @@ from ..models.vgg import VGG
 from .source import LoadedModel
 
 logger = logging.getLogger("vggnet")
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The dtype each precision feeds the model (an int8 program takes float32 and quantizes inside).
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
 
 
 def fold_batchnorm(model: VGG) -> VGG:
@@ -49,6 +51,10 @@ class InferenceRunner:
     def __init__(self, loaded: LoadedModel, fold: bool = True, compile: bool = False) -> None:
         self.device = loaded.device
         self.dtype = _DTYPES[loaded.precision]
+        if loaded.precision == "int8":  # an exported program: runs well only compiled (inductor's int8 kernels)
+            self.model = loaded.model
+            self._forward = self._compiled()
+            return
         model = loaded.model
         if self.dtype != torch.float32:
             model = copy.deepcopy(model).eval()
@@ -70,7 +76,9 @@ class InferenceRunner:
         return images.to(self.device, dtype=self.dtype, memory_format=torch.channels_last, non_blocking=True)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # inductor's int8 lowering warns about its own tensor copies while compiling: not the user's concern
+            warnings.filterwarnings("ignore", message="To copy construct from a tensor")
             started = time.perf_counter()
             output = self._forward(self.prepare_input(images)).float()
             if self._forward is not self.model and not getattr(self, "_reported", False):

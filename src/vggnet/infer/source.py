@@ -4,6 +4,7 @@ Classes and preprocessing always come with the weights: from the checkpoint, fro
 or (for a plain state dict, which carries neither) class indices and ImageNet preprocessing, said aloud.
 """
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,10 @@ from ..models.weights import IMAGENET_PREPROCESS
 from ..runtime import resolve_device, resolve_precision
 
 logger = logging.getLogger("vggnet")
+
+# What `vggnet quantize` writes: a torch.export program (.pt2) whose METADATA_FILE entry says what it holds.
+METADATA_FILE = "vggnet.json"
+QUANTIZED_FORMAT = "vggnet-int8"
 
 
 @dataclass
@@ -48,9 +53,15 @@ def load_for_inference(
         precision: `fp32`, `bf16`, `fp16` or `auto`.
     """
     torch_device = resolve_device(device)
-    resolved_precision = resolve_precision(precision, torch_device)
+    resolved_precision = resolve_precision(precision, torch_device) if precision != "int8" else precision
     if isinstance(model, VGG):
         network, source = model, model.model_name or "model"
+    elif Path(str(model)).expanduser().is_file() and str(model).endswith(".pt2"):
+        if precision not in ("auto", "int8"):
+            raise ValueError(
+                f"--model {model} is an int8 model; drop --precision {precision} or use the fp32 checkpoint"
+            )
+        return load_quantized(Path(str(model)).expanduser(), torch.device("cpu") if device == "auto" else torch_device)
     elif Path(str(model)).expanduser().is_file():
         if pretrained is not None:
             raise ValueError(f"--model {model} is a checkpoint, which carries its weights; drop --pretrained")
@@ -74,6 +85,29 @@ def load_for_inference(
     preprocess = config.get("preprocess") or dict(IMAGENET_PREPROCESS)
     network = network.eval().to(device=torch_device, memory_format=torch.channels_last)
     return LoadedModel(network, list(classes), dict(preprocess), torch_device, resolved_precision, source)
+
+
+def load_quantized(path: str | Path, device: torch.device) -> LoadedModel:
+    """Load a `.pt2` written by `quantize` (int8 kernels for x86 CPUs)."""
+    if device.type != "cpu":
+        raise ValueError("int8 models run on the CPU (x86 int8 kernels); use --device cpu or the fp32 checkpoint")
+    extra = {METADATA_FILE: ""}
+    try:
+        program = torch.export.load(str(path), extra_files=extra)
+        metadata = json.loads(extra[METADATA_FILE] or "{}")
+    except Exception as error:  # torch.export raises several kinds on damaged or foreign files
+        raise ValueError(f"{path} is not a readable quantized model ({type(error).__name__}: {error})") from error
+    if metadata.get("format") != QUANTIZED_FORMAT:
+        raise ValueError(f"{path} was not written by `vggnet quantize` (no {METADATA_FILE} entry)")
+    module = program.module()
+    return LoadedModel(module, metadata["classes"], metadata["preprocess"], device, "int8", str(path))
+
+
+def require_vgg(loaded: LoadedModel, verb: str) -> VGG:
+    """The loaded VGG, or a clear error for a model that is a compiled program (an int8 `.pt2`)."""
+    if not isinstance(loaded.model, VGG):
+        raise ValueError(f"{verb} needs the fp32 model; {loaded.source} is an int8 program (predict and eval run it)")
+    return loaded.model
 
 
 def _registry_model(name: str, pretrained: str | Path) -> VGG:

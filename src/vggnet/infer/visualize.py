@@ -19,7 +19,7 @@ from torchvision.utils import make_grid
 from ..data import build_transform, load_rgb
 from ..models.features import extract_features
 from ..models.vgg import VGG
-from .source import LoadedModel, load_for_inference
+from .source import LoadedModel, load_for_inference, require_vgg
 
 # Feature-map tiles and heat maps are enlarged to at least this many pixels, so that 7x7 maps stay visible.
 MIN_TILE = 64
@@ -55,6 +55,7 @@ def feature_grid(
     """Save a grid of the first `max_maps` channels of `layer` for one image, each map scaled to its own range
     (viridis colours), tiles enlarged to at least MIN_TILE pixels. Returns the written path."""
     loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device)
+    require_vgg(loaded, "features")
     if layer not in loaded.model.layer_names:
         raise ValueError(f"unknown --layer {layer!r}; choose one of: {', '.join(loaded.model.layer_names)}")
     with torch.no_grad():
@@ -105,7 +106,7 @@ def grad_cam(
     """Grad-CAM of `image` for class `target` (a name or index; default: the predicted class) at `layer`
     (default: `default_cam_layer`)."""
     loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device)
-    network = loaded.model
+    network = require_vgg(loaded, "explain")
     layer = layer or default_cam_layer(network)
     if layer not in network.layer_names:
         raise ValueError(f"unknown --layer {layer!r}; choose one of: {', '.join(network.layer_names)}")

@@ -1,9 +1,12 @@
 """Device and numeric precision: what `--device` and `--precision` resolve to on this machine."""
 
+import logging
 import os
 from pathlib import Path
 
 import torch
+
+logger = logging.getLogger("vggnet")
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -36,7 +39,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown --precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("--precision fp16 needs a CUDA device; use --precision bf16, fp32 or auto on the CPU")
+        fallback = "bf16" if cpu_has_native_bf16() else "fp32"
+        logger.warning("--precision fp16 needs a CUDA device; using %s on the CPU instead", fallback)
+        return fallback
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        logger.warning("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 runs emulated and slowly")
     if precision != "auto":
         return precision
     if device.type == "cuda":

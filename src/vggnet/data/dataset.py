@@ -25,7 +25,7 @@ class ImageListDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         path, label = self.samples[index]
         try:
-            image = load_rgb(path)
+            image = load_rgb(path, getattr(self.transform, "decode_size", None))
         except UnreadableImageError as error:
             logger.warning("skipped unreadable image %s", error)
             return None
@@ -53,7 +53,8 @@ class ImagePathDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str | None]:
         try:
-            return self.transform(load_rgb(self.paths[index])), index, None
+            image = load_rgb(self.paths[index], getattr(self.transform, "decode_size", None))
+            return self.transform(image), index, None
         except UnreadableImageError as error:
             return None, index, error.reason
 

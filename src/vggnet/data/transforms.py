@@ -43,7 +43,7 @@ def build_transform(preprocess: dict, train: bool = False, augment: str = "basic
         geometry = [v2.Resize(resize, interpolation=interpolation, antialias=True), v2.CenterCrop(size)]
     # Geometry on the PIL image, as torchvision's ImageClassification preset does: the same pixels the official
     # weights were evaluated on.
-    return v2.Compose(
+    transform = v2.Compose(
         [
             *geometry,
             v2.ToImage(),
@@ -51,3 +51,7 @@ def build_transform(preprocess: dict, train: bool = False, augment: str = "basic
             v2.Normalize(mean=list(preprocess["mean"]), std=list(preprocess["std"])),
         ]
     )
+    # The smallest decoded image this transform needs without loss: twice the resize side leaves headroom for
+    # random crops. Datasets pass it to `load_rgb`, which then decodes huge JPEGs at reduced scale.
+    transform.decode_size = 2 * max(resize, size)
+    return transform

@@ -55,6 +55,12 @@ def atomic_save(content: dict, path: Path) -> None:
         os.close(directory)
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files that `atomic_save` left behind when its process was killed mid-write."""
+    for leftover in folder.glob(".*.pt.*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
 def load_resume_checkpoint(path: str | Path) -> dict:
     """Read a `last.pt` for `--resume`, checking that it is a vggnet checkpoint with the training state."""
     path = Path(path).expanduser()

@@ -43,7 +43,14 @@ from ..models.vgg import VGG
 from ..models.weights import IMAGENET_PREPROCESS
 from ..plots import plot_confusion_matrix, plot_results
 from ..runtime import autocast_dtype, resolve_precision
-from .checkpoint import atomic_save, capture_rng, load_resume_checkpoint, model_checkpoint, restore_rng
+from .checkpoint import (
+    atomic_save,
+    capture_rng,
+    load_resume_checkpoint,
+    model_checkpoint,
+    remove_stale_temporaries,
+    restore_rng,
+)
 from .config import TrainConfig, load_config_file, make_config
 from .distributed import Distributed
 from .run_dir import new_run_dir, write_config_yaml, write_metrics_csv
@@ -169,6 +176,8 @@ class _Run:
         self.epoch = 0  # epochs completed
         self.partial = _empty_epoch_sums()  # sums of the epoch in progress (for a mid-epoch resume)
         if checkpoint is not None:
+            if self.main:
+                remove_stale_temporaries(self.run_dir)
             self._restore(checkpoint)
         elif self.main:
             write_config_yaml(config.to_dict(), self.run_dir / "config.yaml")
@@ -233,9 +242,15 @@ class _Run:
                     continue
                 images = images.to(self.device, non_blocking=True, memory_format=torch.channels_last)
                 labels = labels.to(self.device, non_blocking=True)
-                with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-                    logits = self.train_model(images)
-                    loss = self.criterion(logits, labels)
+                try:
+                    with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                        logits = self.train_model(images)
+                        loss = self.criterion(logits, labels)
+                except torch.OutOfMemoryError as error:
+                    raise RuntimeError(
+                        f"out of memory at --batch-size {config.batch_size}; lower it (e.g. --batch-size "
+                        f"{max(1, config.batch_size // 2)}) or --img-size. last.pt holds the last finished epoch"
+                    ) from error
                 if not torch.isfinite(loss):
                     raise RuntimeError(
                         f"the loss became {loss.item()} at epoch {self.epoch + 1}, step {sums['step'] + 1}; lower "

@@ -187,6 +187,25 @@ def test_resume_refuses_new_settings_and_best_pt(image_folder, tmp_path):
         train(resume=result.run_dir / "best.pt")
 
 
+def test_resume_validates_the_checkpoint_and_names_the_bad_entry(image_folder, tmp_path):
+    result = tiny_train(image_folder, tmp_path / "runs", epochs=1)
+    last = torch.load(result.run_dir / "last.pt", weights_only=True)
+    for mutate, message in [
+        (lambda c: c.update(optimizer=[1, 2]), "entry 'optimizer' must be a dict, got list"),
+        (
+            lambda c: c["state_dict"].update({"features.0.weight": "weights"}),
+            "entry 'features.0.weight' is not a tensor",
+        ),
+        (lambda c: c["progress"].update(epoch="one"), "entry 'progress.epoch' must be a int"),
+    ]:
+        broken = {**last, "state_dict": dict(last["state_dict"]), "progress": dict(last["progress"])}
+        mutate(broken)
+        path = tmp_path / "broken.pt"
+        torch.save(broken, path)
+        with pytest.raises(ValueError, match=message):
+            train(resume=path)
+
+
 def test_a_failed_write_leaves_the_previous_checkpoint(image_folder, tmp_path, monkeypatch):
     result = tiny_train(image_folder, tmp_path / "runs", epochs=1)
     before = (result.run_dir / "last.pt").read_bytes()

@@ -75,7 +75,38 @@ def load_resume_checkpoint(path: str | Path) -> dict:
         )
     if content.get("version", 0) > CHECKPOINT_VERSION:
         raise ValueError(f"--resume {path} was written by a newer vggnet (version {content['version']}); upgrade")
+    _check_resume_types(content, path)
     return content
+
+
+# What each entry of a last.pt must be, checked before any of it is used.
+_RESUME_TYPES = {
+    "state_dict": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "scaler": dict,
+    "rng": dict,
+    "progress": dict,
+    "config": dict,
+    "classes": list,
+}
+_PROGRESS_TYPES = {"epoch": int, "partial": dict, "history": list, "bad_epochs": int}
+
+
+def _check_resume_types(content: dict, path: Path) -> None:
+    for key, kind in _RESUME_TYPES.items():
+        if not isinstance(content.get(key), kind):
+            raise ValueError(
+                f"--resume {path}: entry {key!r} must be a {kind.__name__}, got {type(content.get(key)).__name__}"
+            )
+    bad = [key for key, value in content["state_dict"].items() if not isinstance(value, torch.Tensor)]
+    if bad:
+        raise ValueError(f"--resume {path}: state_dict entry {bad[0]!r} is not a tensor")
+    for key, kind in _PROGRESS_TYPES.items():
+        if not isinstance(content["progress"].get(key), kind):
+            raise ValueError(f"--resume {path}: entry 'progress.{key}' must be a {kind.__name__}")
+    if not isinstance(content["rng"].get("torch"), torch.Tensor):
+        raise ValueError(f"--resume {path}: entry 'rng.torch' must be a tensor")
 
 
 def capture_rng() -> dict:

@@ -73,3 +73,17 @@ def write_image_folder(root: Path, classes=("ant", "bee", "cat"), per_class=8, s
 @pytest.fixture
 def image_folder(tmp_path) -> Path:
     return write_image_folder(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A tiny vgg11_bn trained for two epochs on three colour classes: (best.pt, its data folder)."""
+    import vggnet
+
+    root = tmp_path_factory.mktemp("trained")
+    data = write_image_folder(root / "data")
+    result = vggnet.train(
+        data=str(data), out=str(root / "runs"), model="vgg11_bn", head="compact", width_mult=0.125, img_size=32,
+        batch_size=8, epochs=2, workers=0, lr=0.05, precision="fp32",
+    )  # fmt: skip
+    return result.run_dir / "best.pt", data

@@ -21,18 +21,6 @@ from vggnet.infer.predict import predict
 from vggnet.infer.visualize import MIN_TILE, feature_grid, grad_cam, save_grad_cam
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny vgg11_bn trained for two epochs on three colour classes: (checkpoint, data folder)."""
-    root = tmp_path_factory.mktemp("infer")
-    data = write_image_folder(root / "data")
-    result = vggnet.train(
-        data=str(data), out=str(root / "runs"), model="vgg11_bn", head="compact", width_mult=0.125, img_size=32,
-        batch_size=8, epochs=2, workers=0, lr=0.05, precision="fp32",
-    )  # fmt: skip
-    return result.run_dir / "best.pt", data
-
-
 def _manual_predictions(checkpoint, paths):
     """The model's outputs computed by hand, image by image: the reference for the batch verbs."""
     model = vggnet.load_model(checkpoint).eval()
@@ -143,6 +131,16 @@ def test_predict_cli_exit_codes_and_formats(trained, mixed_inputs, tmp_path, cap
     assert main(["predict", "--model", str(checkpoint), mixed_inputs[0], "--save-viz", str(viz)]) == 0
     [picture] = list(viz.iterdir())
     assert Image.open(picture).size == (256, 256)  # a 20x20 image, enlarged so the text is legible
+
+
+def test_a_predictor_loads_once_for_many_calls(trained):
+    checkpoint, data = trained
+    predictor = vggnet.Predictor(checkpoint, precision="fp32", batch_size=4)
+    assert predictor.classes == ["ant", "bee", "cat"]
+    images = sorted(str(p) for p in (data / "val").rglob("*.png"))
+    first, second = predictor(images, topk=1), predictor(images[:2], topk=2)
+    assert [r["top"][0] for r in first[:2]] == [r["top"][0] for r in second]
+    assert first == predict(checkpoint, images, topk=1, precision="fp32")
 
 
 def test_predict_needs_weights_for_a_model_name(trained):

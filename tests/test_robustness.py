@@ -145,19 +145,8 @@ def test_folder_oddities_are_ignored(tmp_path):
     assert [p.name for p in list_images(folder)] == ["real.png"]
 
 
-@pytest.fixture(scope="module")
-def corpus_model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    data = write_image_folder(root / "data")
-    result = vggnet.train(
-        data=str(data), out=str(root / "runs"), model="vgg11_bn", head="compact", width_mult=0.125, img_size=32,
-        batch_size=8, epochs=1, workers=0, precision="fp32",
-    )  # fmt: skip
-    return result.run_dir / "best.pt", data, root
-
-
-def test_every_batch_verb_reports_bad_files_and_goes_on(corpus_model, tmp_path, capsys):
-    checkpoint, _, _ = corpus_model
+def test_every_batch_verb_reports_bad_files_and_goes_on(trained, tmp_path, capsys):
+    checkpoint, _ = trained
     bad = write_bad_files(tmp_path / "inputs")
     awkward = write_awkward_files(tmp_path / "inputs")
     missing = tmp_path / "inputs" / "missing.jpg"
@@ -180,8 +169,8 @@ def test_every_batch_verb_reports_bad_files_and_goes_on(corpus_model, tmp_path, 
         assert str(path) in capsys.readouterr().err
 
 
-def test_eval_and_train_skip_bad_files_and_strict_refuses(corpus_model, tmp_path, caplog):
-    checkpoint, data, _ = corpus_model
+def test_eval_and_train_skip_bad_files_and_strict_refuses(trained, tmp_path, caplog):
+    checkpoint, _ = trained
     folder = write_image_folder(tmp_path / "mixed")
     bad = write_bad_files(tmp_path / "mixed" / "val" / "ant")
     report = vggnet.evaluate(checkpoint, folder, precision="fp32")
@@ -268,8 +257,8 @@ def test_sigterm_saves_last_pt_and_says_how_to_resume(tmp_path):
 # ---- numerical faults --------------------------------------------------------------------------------------
 
 
-def test_a_non_finite_loss_stops_with_advice_and_keeps_the_last_good_epoch(corpus_model, tmp_path, monkeypatch):
-    _, data, _ = corpus_model
+def test_a_non_finite_loss_stops_with_advice_and_keeps_the_last_good_epoch(trained, tmp_path, monkeypatch):
+    _, data = trained
     original = loop._Run._train_one_epoch
 
     def poison_second_epoch(self, stop):
@@ -284,8 +273,8 @@ def test_a_non_finite_loss_stops_with_advice_and_keeps_the_last_good_epoch(corpu
     assert torch.load(tmp_path / "runs" / "exp" / "last.pt", weights_only=True)["epoch"] == 1
 
 
-def test_running_out_of_memory_suggests_a_smaller_batch(corpus_model, tmp_path, monkeypatch):
-    _, data, _ = corpus_model
+def test_running_out_of_memory_suggests_a_smaller_batch(trained, tmp_path, monkeypatch):
+    _, data = trained
 
     class OutOfMemory(torch.nn.Module):
         def forward(self, images):

@@ -9,6 +9,7 @@
     >>> logits = runner(images)                   # float32 logits whatever the precision
 """
 
+import contextlib
 import copy
 import logging
 import time
@@ -51,37 +52,41 @@ class InferenceRunner:
     def __init__(self, loaded: LoadedModel, fold: bool = True, compile: bool = False) -> None:
         self.device = loaded.device
         self.dtype = _DTYPES[loaded.precision]
-        if loaded.precision == "int8":  # an exported program: runs well only compiled (inductor's int8 kernels)
-            self.model = loaded.model
-            self._forward = self._compiled()
-            return
+        # An int8 program runs well only compiled (inductor's int8 kernels).
+        self.compiled = compile or loaded.precision == "int8"
+        self._compile_reported = False
         model = loaded.model
-        if self.dtype != torch.float32:
-            model = copy.deepcopy(model).eval()
-            if fold:
-                fold_batchnorm(model)
-            model = model.to(dtype=self.dtype)
-        self.model = model.eval().to(device=self.device, memory_format=torch.channels_last)
-        self._forward = self.model
-        if compile:
-            self._forward = self._compiled()
-
-    def _compiled(self):
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True  # constant weights: lets inductor pre-pack them once
-        return torch.compile(self.model, dynamic=False)
+        if loaded.precision != "int8":
+            if self.dtype != torch.float32:
+                model = copy.deepcopy(model).eval()
+                if fold:
+                    fold_batchnorm(model)
+                model = model.to(dtype=self.dtype)
+            model = model.eval().to(device=self.device, memory_format=torch.channels_last)
+        self.model = model
+        self._forward = torch.compile(model, dynamic=False) if self.compiled else model
 
     def prepare_input(self, images: torch.Tensor) -> torch.Tensor:
         return images.to(self.device, dtype=self.dtype, memory_format=torch.channels_last, non_blocking=True)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), warnings.catch_warnings():
-            # inductor's int8 lowering warns about its own tensor copies while compiling: not the user's concern
-            warnings.filterwarnings("ignore", message="To copy construct from a tensor")
+        with torch.no_grad(), self._compile_settings():
             started = time.perf_counter()
             output = self._forward(self.prepare_input(images)).float()
-            if self._forward is not self.model and not getattr(self, "_reported", False):
-                self._reported = True
-                logger.info("torch.compile: first batch (with compilation) took %.1f s", time.perf_counter() - started)
-            return output
+        if self.compiled and not self._compile_reported:
+            self._compile_reported = True
+            logger.info("torch.compile: first batch (with compilation) took %.1f s", time.perf_counter() - started)
+        return output
+
+    @contextlib.contextmanager
+    def _compile_settings(self):
+        """While a compiled model runs (and so compiles, on its first call or a new batch size): weights frozen,
+        which lets inductor pre-pack them once, and quiet about inductor's own int8 tensor copies."""
+        if not self.compiled:
+            yield
+            return
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="To copy construct from a tensor")
+            yield

@@ -234,6 +234,23 @@ def test_eval_transform_equals_torchvisions_preset_for_imagenet_weights():
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
+def test_extreme_aspect_ratios_stay_small():
+    ribbon = Image.new("RGB", (4000, 3), (200, 10, 10))
+    x = build_transform(IMAGENET_PREPROCESS)(ribbon)
+    assert x.shape == (3, 224, 224)  # cut to 12x3 first, not resized to 341,333x256
+    assert torch.isfinite(x).all()
+    # Up to 4:1 the cut changes nothing: the same pixels as torchvision's preset.
+    wide = Image.fromarray(np.random.default_rng(3).integers(0, 256, (100, 390, 3), dtype=np.uint8))
+    torch.testing.assert_close(build_transform(IMAGENET_PREPROCESS)(wide), ImageClassification(crop_size=224)(wide))
+    # Beyond it, the centre that the crop keeps is the same too.
+    strip = Image.fromarray(np.random.default_rng(4).integers(0, 256, (60, 900, 3), dtype=np.uint8))
+    torch.testing.assert_close(
+        build_transform(IMAGENET_PREPROCESS)(strip), ImageClassification(crop_size=224)(strip), atol=0.05, rtol=0
+    )
+    for augment in ("basic", "trivial"):
+        assert build_transform(IMAGENET_PREPROCESS, train=True, augment=augment)(ribbon).shape == (3, 224, 224)
+
+
 @pytest.mark.parametrize("augment", ["none", "basic", "trivial"])
 def test_train_transforms_give_the_network_input(augment):
     image = Image.new("RGB", (50, 40), (10, 200, 30))

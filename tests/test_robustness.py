@@ -173,6 +173,7 @@ def test_eval_and_train_skip_bad_files_and_strict_refuses(trained, tmp_path, cap
     checkpoint, _ = trained
     folder = write_image_folder(tmp_path / "mixed")
     bad = write_bad_files(tmp_path / "mixed" / "val" / "ant")
+    awkward = write_awkward_files(tmp_path / "mixed" / "train" / "bee")  # valid: trained on like any other
     report = vggnet.evaluate(checkpoint, folder, precision="fp32")
     assert report["num_images"] == 12  # the bad files are skipped, each with a warning
     assert "skipped unreadable image" in caplog.text
@@ -182,6 +183,7 @@ def test_eval_and_train_skip_bad_files_and_strict_refuses(trained, tmp_path, cap
     result = vggnet.train(data=str(folder), out=str(tmp_path / "runs"), epochs=1, model="vgg11_bn",
                           head="compact", width_mult=0.125, img_size=32, workers=0, batch_size=8)  # fmt: skip
     assert result.metrics["epoch"] == 1
+    assert "train" in caplog.text and not any(str(path) in caplog.text for path in awkward)
 
 
 # ---- crash safety ------------------------------------------------------------------------------------------

@@ -12,6 +12,32 @@ import torch
 from torchvision.transforms import InterpolationMode, v2
 
 AUGMENTS = ("none", "basic", "trivial")
+# Before the evaluation resize, images are cut to at most this aspect ratio (see LimitAspectRatio).
+MAX_ASPECT = 4
+
+
+class LimitAspectRatio:
+    """Centre-cut a PIL image whose long side exceeds `max_aspect` times its short side.
+
+    Resizing the short side of a 4000x3 strip to 256 would make it 341,333 pixels long; the centre crop that
+    follows uses only the middle anyway, so cutting to 4:1 first gives the same pixels in bounded memory."""
+
+    def __init__(self, max_aspect: float) -> None:
+        self.max_aspect = max_aspect
+
+    def __call__(self, image):
+        width, height = image.size
+        if width > self.max_aspect * height:
+            keep = round(self.max_aspect * height)
+            left = (width - keep) // 2
+            return image.crop((left, 0, left + keep, height))
+        if height > self.max_aspect * width:
+            keep = round(self.max_aspect * width)
+            top = (height - keep) // 2
+            return image.crop((0, top, width, top + keep))
+        return image
+
+
 INTERPOLATIONS = {
     "bilinear": InterpolationMode.BILINEAR,
     "bicubic": InterpolationMode.BICUBIC,
@@ -40,7 +66,11 @@ def build_transform(preprocess: dict, train: bool = False, augment: str = "basic
         if augment == "trivial":
             geometry.append(v2.TrivialAugmentWide(interpolation=interpolation))
     else:
-        geometry = [v2.Resize(resize, interpolation=interpolation, antialias=True), v2.CenterCrop(size)]
+        geometry = [
+            LimitAspectRatio(MAX_ASPECT),
+            v2.Resize(resize, interpolation=interpolation, antialias=True),
+            v2.CenterCrop(size),
+        ]
     # Geometry on the PIL image, as torchvision's ImageClassification preset does: the same pixels the official
     # weights were evaluated on.
     transform = v2.Compose(

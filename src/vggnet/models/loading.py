@@ -13,6 +13,7 @@ unpickled beyond tensors and plain Python values.
 import json
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +91,10 @@ def safe_torch_load(path: str | Path) -> object:
             never unpickled: they could run code).
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of damaged files before failing on them: the error says more
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         foreign = _FOREIGN_GLOBAL.search(str(error))
         if foreign is None:

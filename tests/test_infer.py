@@ -143,6 +143,14 @@ def test_a_predictor_loads_once_for_many_calls(trained):
     assert first == predict(checkpoint, images, topk=1, precision="fp32")
 
 
+def test_summary_of_a_checkpoint(trained, capsys):
+    checkpoint, _ = trained
+    assert main(["summary", str(checkpoint), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "vgg11_bn" and report["input_size"] == 32 and report["num_classes"] == 3
+    assert report["total_params"] == sum(p.numel() for p in vggnet.load_model(checkpoint).parameters())
+
+
 def test_predict_needs_weights_for_a_model_name(trained):
     with pytest.raises(ValueError, match="--model vgg16 has random weights; add --pretrained imagenet"):
         predict("vgg16", ["x.png"])

@@ -27,6 +27,7 @@ from .infer.export import export
 from .infer.predict import predict
 from .infer.quantize import quantize
 from .infer.visualize import feature_grid, grad_cam, save_grad_cam
+from .models.factory import load_model
 from .models.registry import list_models
 from .models.vgg import HEADS
 from .runtime import DEVICES, PRECISIONS
@@ -486,8 +487,14 @@ def _add_summary(commands: argparse._SubParsersAction) -> None:
         "receptive field and effective stride, then the totals.",
         epilog="example: vggnet summary vgg16 --input-size 224 --format markdown",
     )
-    parser.add_argument("model", metavar="MODEL", help=f"one of: {', '.join(list_models(include_aliases=True))}")
-    parser.add_argument("--input-size", type=int, default=224, help="side of the square input (default: 224)")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help=f"a checkpoint, or one of: {', '.join(list_models(include_aliases=True))}",
+    )
+    parser.add_argument(
+        "--input-size", type=int, help="side of the square input (default: 224, or the checkpoint's image size)"
+    )
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     parser.add_argument("--num-classes", type=int, default=1000, help="classes of the head (default: 1000)")
     parser.add_argument("--in-chans", type=int, default=3, help="input channels (default: 3)")
@@ -497,14 +504,18 @@ def _add_summary(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_summary(args: argparse.Namespace) -> None:
-    summary = summarize(
-        args.model,
-        args.input_size,
-        num_classes=args.num_classes,
-        in_chans=args.in_chans,
-        head=args.head,
-        width_mult=args.width_mult,
-    )
+    if Path(args.model).expanduser().is_file():  # a checkpoint describes its own architecture
+        model = load_model(Path(args.model).expanduser())
+        summary = summarize(model, args.input_size or model.pretrained_cfg["preprocess"]["img_size"])
+    else:
+        summary = summarize(
+            args.model,
+            args.input_size or 224,
+            num_classes=args.num_classes,
+            in_chans=args.in_chans,
+            head=args.head,
+            width_mult=args.width_mult,
+        )
     print(summary.render(args.format))
 
 

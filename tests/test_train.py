@@ -95,6 +95,20 @@ def test_checkpoints_are_self_describing(image_folder, tmp_path):
     assert recomputed["loss"] == pytest.approx(best["metrics"]["val_loss"], rel=1e-4)
 
 
+def test_other_optimizer_schedule_and_augmentation(image_folder, tmp_path):
+    result = tiny_train(
+        image_folder, tmp_path / "runs", epochs=2, opt="adamw", lr=None, sched="none", warmup_epochs=0,
+        label_smoothing=0.1, augment="trivial", crop_pct=0.875,
+    )  # fmt: skip
+    saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert (saved["opt"], saved["lr"], saved["weight_decay"]) == ("adamw", 1e-3, 0.05)  # adamw's defaults
+    last = torch.load(result.run_dir / "last.pt", weights_only=True)
+    assert last["preprocess"]["resize"] == round(32 / 0.875)
+    assert [g["lr"] for g in last["optimizer"]["param_groups"]] == [1e-3, 1e-3]  # constant: no schedule
+    assert last["optimizer"]["param_groups"][1]["weight_decay"] == 0.0  # none on biases and norms
+    assert result.metrics["train_loss"] > 0.1  # label smoothing keeps the loss away from zero
+
+
 def test_runs_are_numbered_never_overwritten(image_folder, tmp_path):
     first = tiny_train(image_folder, tmp_path / "runs", epochs=1, name="trial")
     second = tiny_train(image_folder, tmp_path / "runs", epochs=1, name="trial")

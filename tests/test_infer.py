@@ -398,12 +398,14 @@ def test_compiled_path_agrees(trained):
 def test_quantized_model_runs_through_predict_and_eval(trained, tmp_path, capsys):
     pytest.importorskip("torchao")
     checkpoint, data = trained
-    out = tmp_path / "model.int8.pt2"
+    out = tmp_path / "model.int8.pt"
     code = main(["quantize", "--model", str(checkpoint), "--calib", str(data / "train"), "--val", str(data),
                  "--out", str(out)])  # fmt: skip
     assert code == 0
     report = capsys.readouterr().out
     assert "calibrated on 24 images" in report and "top-1 on 12 images: fp32" in report
+    stored = torch.load(out, weights_only=True)  # tensors and plain values only: no code runs on load
+    assert stored["format"] == "vggnet-int8" and stored["observers"]
     images = sorted(str(p) for p in (data / "val").rglob("*.png"))
     exact = predict(checkpoint, images, precision="fp32")
     quantized = predict(out, images)

@@ -10,10 +10,10 @@ import torch
 import yaml
 
 import vggnet
+from vggnet import atomic as checkpoint_module
 from vggnet.cli import main
 from vggnet.infer.evaluate import evaluate_loader
 from vggnet.training import TrainConfig, TrainingInterrupted, loop, train
-from vggnet.training import checkpoint as checkpoint_module
 
 TINY = {
     "model": "vgg11_bn",

@@ -356,7 +356,7 @@ def _add_quantize(commands: argparse._SubParsersAction) -> None:
         "quantize",
         help="post-training int8 quantization, calibrated on real images (x86 CPUs)",
         description="Quantize to int8 (PT2E, torchao's X86InductorQuantizer) with observers calibrated on images "
-        "from --calib, save a .pt2 that predict and eval take as --model, and with --val report the top-1 change. "
+        "from --calib, save an .int8.pt that predict and eval take as --model, and with --val report the top-1 change. "
         "Needs: pip install 'vggnet[quantize]'.",
         epilog="example: vggnet quantize --model runs/train/exp/best.pt --calib data/train --val data/val",
     )
@@ -365,7 +365,7 @@ def _add_quantize(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--calib", required=True, metavar="DIR", help="representative images (labels not needed)")
     parser.add_argument("--val", metavar="DIR", help="labelled folder to compare fp32 and int8 top-1 on")
     parser.add_argument("--calib-images", type=int, default=256, help="at most this many calibration images (256)")
-    parser.add_argument("--out", metavar="PATH", help="output .pt2 (default: beside the checkpoint)")
+    parser.add_argument("--out", metavar="PATH", help="output .int8.pt (default: beside the checkpoint)")
     parser.set_defaults(run=_run_quantize)
 
 

@@ -176,10 +176,14 @@ def _build_paths(network, name, device, fast_precision, img_size, peers, compile
     if compile:
         paths[f"vggnet {fast_precision} + torch.compile"] = (runner(fast_precision, compiled=True), fast_precision)
     if int8:
-        from .quantize import quantize_module
+        from ..models.int8 import int8_module, observer_state, prepare_for_calibration
 
-        program = quantize_module(network, list(images.split(16)), img_size)
-        quantized = LoadedModel(program.module(), [], network.pretrained_cfg["preprocess"], device, "int8", name)
+        prepared = prepare_for_calibration(network, img_size)
+        with torch.no_grad():
+            for batch in images.split(16):  # calibrated on the real images
+                prepared(batch)
+        module = int8_module(network, observer_state(prepared, network), img_size)
+        quantized = LoadedModel(module, [], network.pretrained_cfg["preprocess"], device, "int8", name)
         paths["vggnet int8 (PT2E) + torch.compile"] = (InferenceRunner(quantized), "int8")
     if peers:
         paths.update(_peer_paths(network, img_size))

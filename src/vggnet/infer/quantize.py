@@ -1,26 +1,26 @@
 """Post-training int8 quantization, calibrated on real images (PT2E with torchao's X86InductorQuantizer).
 
-    vggnet quantize --model runs/train/exp/best.pt --calib data/train [--val data/val] [--out best.int8.pt2]
-    vggnet predict --model runs/train/exp/best.int8.pt2 photos/
+    vggnet quantize --model runs/train/exp/best.pt --calib data/train [--val data/val] [--out best.int8.pt]
+    vggnet predict --model runs/train/exp/best.int8.pt photos/
 
-The model is exported with torch.export, observers record activation ranges on up to `calib_images` images,
-and the result is saved as an ExportedProgram (`.pt2`) with the classes and preprocessing in a `vggnet.json`
-entry, so that `predict` and `eval` take it as `--model`. It runs on x86 CPUs through torch.compile (inductor's
-int8 kernels), compiled when loaded. The report compares top-1 of fp32 and int8 on the validation folder.
+Observers record activation ranges on up to `calib_images` images. The `.int8.pt` file holds the fp32 weights,
+those ranges, the classes and the preprocessing, all tensors and plain values (loaded with weights_only=True);
+`predict` and `eval` take it as `--model` and rebuild the int8 graph, compiled on first use (inductor's int8
+kernels for x86 CPUs). The report compares top-1 of fp32 and int8 on a validation folder.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
+from ..atomic import atomic_save
 from ..data import ImageListDataset, build_transform, collate_skipping_failures, list_images
-from ..models.vgg import MIN_INPUT_SIZE
-from .source import METADATA_FILE, QUANTIZED_FORMAT, load_for_inference
+from ..models.int8 import observer_state, prepare_for_calibration
+from .source import QUANTIZED_FORMAT, load_for_inference
 
-QUANTIZED_SUFFIX = ".int8.pt2"
+QUANTIZED_SUFFIX = ".int8.pt"
 
 
 @dataclass
@@ -34,17 +34,6 @@ class QuantizeResult:
     @property
     def top1_change(self) -> float | None:
         return None if self.fp32_top1 is None else self.int8_top1 - self.fp32_top1
-
-
-def _quantization_api():
-    try:
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
-    except ImportError as error:
-        raise ValueError("int8 quantization needs torchao: pip install 'vggnet[quantize]'") from error
-    quantizer = x86.X86InductorQuantizer()
-    quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
-    return prepare_pt2e, convert_pt2e, quantizer
 
 
 def quantize(
@@ -63,7 +52,7 @@ def quantize(
         model: A checkpoint path, or a registry name with `pretrained`.
         calib: A folder of representative images (searched recursively; labels are not needed).
         val: A labelled folder (as `vggnet eval` takes) on which to compare fp32 and int8 top-1.
-        out: Output path (default: beside the checkpoint, `<name>.int8.pt2`).
+        out: Output path (default: beside the checkpoint, `<name>.int8.pt`).
         calib_images: At most this many calibration images, spread evenly over the folder.
     """
     loaded = load_for_inference(model, pretrained, device="cpu", precision="fp32")
@@ -78,20 +67,28 @@ def quantize(
         batch_size=batch_size,
         collate_fn=collate_skipping_failures,
     )
-    batches = [images for images, _labels, _dropped in loader if len(images)]
-    if not batches:
+    prepared = prepare_for_calibration(network, loaded.preprocess["img_size"])
+    seen = 0
+    with torch.no_grad():
+        for images, _labels, _dropped in loader:
+            if len(images):
+                prepared(images)
+                seen += len(images)
+    if not seen:
         raise ValueError(f"none of the calibration images in {calib} could be read")
-    program = quantize_module(network, batches, loaded.preprocess["img_size"])
-    seen = sum(len(images) for images in batches)
     path = _output_path(out, model, network)
-    metadata = {
+    content = {
         "format": QUANTIZED_FORMAT,
+        "version": 1,
+        "scheme": "pt2e-x86-inductor",
         "model": {"name": network.model_name, "kwargs": network.model_kwargs},
+        "state_dict": {k: v.detach().clone() for k, v in network.state_dict().items()},
+        "observers": observer_state(prepared, network),
         "classes": loaded.classes,
         "preprocess": loaded.preprocess,
         "source": loaded.source,
     }
-    torch.export.save(program, str(path), extra_files={METADATA_FILE: json.dumps(metadata)})
+    atomic_save(content, path)
     result = QuantizeResult(path, seen)
     if val is not None:
         from .evaluate import evaluate
@@ -101,19 +98,6 @@ def quantize(
         result.fp32_top1, result.int8_top1 = exact["top1"], quantized["top1"]
         result.validation_images = exact["num_images"]
     return result
-
-
-def quantize_module(network: torch.nn.Module, calibration: list[torch.Tensor], size: int):
-    """The int8 ExportedProgram of `network` (any batch size, `size` x `size` inputs), its activation ranges
-    observed on the `calibration` batches (preprocessed float32 images)."""
-    prepare_pt2e, convert_pt2e, quantizer = _quantization_api()
-    example = torch.randn(2, network.in_chans, max(size, MIN_INPUT_SIZE), max(size, MIN_INPUT_SIZE))
-    dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},)
-    with torch.no_grad():
-        prepared = prepare_pt2e(torch.export.export(network, (example,), dynamic_shapes=dynamic).module(), quantizer)
-        for images in calibration:
-            prepared(images)
-        return torch.export.export(convert_pt2e(prepared), (example,), dynamic_shapes=dynamic)
 
 
 def _output_path(out, model, network) -> Path:

@@ -4,7 +4,6 @@ Classes and preprocessing always come with the weights: from the checkpoint, fro
 or (for a plain state dict, which carries neither) class indices and ImageNet preprocessing, said aloud.
 """
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,16 +11,16 @@ from pathlib import Path
 import torch
 
 from ..models.factory import create_model, load_model
-from ..models.loading import apply_state_dict, read_weights_file
-from ..models.registry import list_models
+from ..models.int8 import int8_module
+from ..models.loading import apply_state_dict, read_weights_file, safe_torch_load
+from ..models.registry import build_model, list_models
 from ..models.vgg import VGG
 from ..models.weights import IMAGENET_PREPROCESS
 from ..runtime import resolve_device, resolve_precision
 
 logger = logging.getLogger("vggnet")
 
-# What `vggnet quantize` writes: a torch.export program (.pt2) whose METADATA_FILE entry says what it holds.
-METADATA_FILE = "vggnet.json"
+# What `vggnet quantize` writes (an `.int8.pt` file): fp32 weights plus calibrated int8 ranges.
 QUANTIZED_FORMAT = "vggnet-int8"
 
 
@@ -56,7 +55,7 @@ def load_for_inference(
     resolved_precision = resolve_precision(precision, torch_device) if precision != "int8" else precision
     if isinstance(model, VGG):
         network, source = model, model.model_name or "model"
-    elif Path(str(model)).expanduser().is_file() and str(model).endswith(".pt2"):
+    elif Path(str(model)).expanduser().is_file() and str(model).endswith(".int8.pt"):
         if precision not in ("auto", "int8"):
             raise ValueError(
                 f"--model {model} is an int8 model; drop --precision {precision} or use the fp32 checkpoint"
@@ -87,20 +86,26 @@ def load_for_inference(
     return LoadedModel(network, list(classes), dict(preprocess), torch_device, resolved_precision, source)
 
 
-def load_quantized(path: str | Path, device: torch.device) -> LoadedModel:
-    """Load a `.pt2` written by `quantize` (int8 kernels for x86 CPUs)."""
+def load_quantized(path: Path, device: torch.device) -> LoadedModel:
+    """Load an `.int8.pt` written by `vggnet quantize` and rebuild its int8 graph (x86 CPUs)."""
     if device.type != "cpu":
         raise ValueError("int8 models run on the CPU (x86 int8 kernels); use --device cpu or the fp32 checkpoint")
-    extra = {METADATA_FILE: ""}
-    try:
-        program = torch.export.load(str(path), extra_files=extra)
-        metadata = json.loads(extra[METADATA_FILE] or "{}")
-    except Exception as error:  # torch.export raises several kinds on damaged or foreign files
-        raise ValueError(f"{path} is not a readable quantized model ({type(error).__name__}: {error})") from error
-    if metadata.get("format") != QUANTIZED_FORMAT:
-        raise ValueError(f"{path} was not written by `vggnet quantize` (no {METADATA_FILE} entry)")
-    module = program.module()
-    return LoadedModel(module, metadata["classes"], metadata["preprocess"], device, "int8", str(path))
+    content = safe_torch_load(path)
+    if not isinstance(content, dict) or content.get("format") != QUANTIZED_FORMAT:
+        raise ValueError(f"{path} was not written by `vggnet quantize`; pass the fp32 checkpoint instead")
+    for key, kind in (
+        ("model", dict),
+        ("state_dict", dict),
+        ("observers", dict),
+        ("classes", list),
+        ("preprocess", dict),
+    ):
+        if not isinstance(content.get(key), kind):
+            raise ValueError(f"{path}: entry {key!r} must be a {kind.__name__}")
+    model = build_model(content["model"]["name"], **content["model"]["kwargs"])
+    apply_state_dict(model, content["state_dict"], {"source": str(path)})
+    module = int8_module(model, content["observers"], content["preprocess"]["img_size"])
+    return LoadedModel(module, content["classes"], content["preprocess"], device, "int8", str(path))
 
 
 def require_vgg(loaded: LoadedModel, verb: str) -> VGG:

@@ -5,7 +5,6 @@ A checkpoint is a dict of tensors and plain Python values (loadable with `torch.
 `metrics`; `last.pt` adds `optimizer`, `scheduler`, `scaler`, `rng` and `progress` (the loop's own state).
 """
 
-import os
 import random
 from pathlib import Path
 
@@ -32,27 +31,6 @@ def model_checkpoint(model: VGG, classes: list[str], preprocess: dict, config: d
         "epoch": epoch,
         "metrics": dict(metrics),
     }
-
-
-def atomic_save(content: dict, path: Path) -> None:
-    """Write with `torch.save` to a temporary file in the same folder, flush and fsync it, then rename it over
-    `path`: a crash at any moment leaves either the previous file or the new one, never a torn one."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as f:
-            torch.save(content, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)
 
 
 def remove_stale_temporaries(folder: Path) -> None:

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
+from ..atomic import atomic_save
 from ..data import (
     DatasetSplits,
     ImageListDataset,
@@ -44,7 +45,6 @@ from ..models.weights import IMAGENET_PREPROCESS
 from ..plots import plot_confusion_matrix, plot_results
 from ..runtime import autocast_dtype, resolve_precision
 from .checkpoint import (
-    atomic_save,
     capture_rng,
     load_resume_checkpoint,
     model_checkpoint,

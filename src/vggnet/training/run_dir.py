@@ -3,10 +3,11 @@
 
 import csv
 import io
-import os
 from pathlib import Path
 
 import yaml
+
+from ..atomic import atomic_write_text
 
 METRIC_COLUMNS = [
     "epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "seconds", "images_per_s"
@@ -27,12 +28,6 @@ def new_run_dir(out: str | Path, name: str) -> Path:
     raise RuntimeError(f"{out} holds too many runs named {name!r}; pick another --name")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def write_metrics_csv(rows: list[dict], path: Path) -> None:
     """Rewrite `metrics.csv` from all rows (one per epoch); atomic, so it never holds torn or duplicated rows."""
     buffer = io.StringIO()
@@ -40,7 +35,7 @@ def write_metrics_csv(rows: list[dict], path: Path) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({key: _format(row[key]) for key in METRIC_COLUMNS})
-    write_text_atomic(path, buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
 
 
 def read_metrics_csv(path: Path) -> list[dict]:
@@ -49,7 +44,7 @@ def read_metrics_csv(path: Path) -> list[dict]:
 
 
 def write_config_yaml(config: dict, path: Path) -> None:
-    write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
 
 
 def _format(value) -> str:

@@ -34,8 +34,8 @@ def model_checkpoint(model: VGG, classes: list[str], preprocess: dict, config: d
 
 
 def remove_stale_temporaries(folder: Path) -> None:
-    """Delete temporary files that `atomic_save` left behind when its process was killed mid-write."""
-    for leftover in folder.glob(".*.pt.*.tmp"):
+    """Delete the temporary files that atomic writes left behind when their process was killed mid-write."""
+    for leftover in folder.glob(".*.tmp"):
         leftover.unlink(missing_ok=True)
 
 

@@ -45,18 +45,19 @@ def load_for_inference(
     """Load what `--model`/`--pretrained` name.
 
     Args:
-        model: A vggnet checkpoint path, a registry name (then `pretrained` is required), or a VGG whose
-            `pretrained_cfg` holds classes and preprocessing.
+        model: A vggnet checkpoint path (`best.pt`, a vggnet `.safetensors`, or an `.int8.pt` from `vggnet
+            quantize`), a registry name (then `pretrained` is required), or a VGG whose `pretrained_cfg` holds
+            classes and preprocessing.
         pretrained: `"imagenet"` or a weights file, with a registry name.
         device: `auto`, `cpu` or `cuda`.
         precision: `fp32`, `bf16`, `fp16` or `auto`.
     """
     torch_device = resolve_device(device)
-    resolved_precision = resolve_precision(precision, torch_device) if precision != "int8" else precision
+    resolved_precision = resolve_precision(precision, torch_device)
     if isinstance(model, VGG):
         network, source = model, model.model_name or "model"
     elif Path(str(model)).expanduser().is_file() and str(model).endswith(".int8.pt"):
-        if precision not in ("auto", "int8"):
+        if precision != "auto":
             raise ValueError(
                 f"--model {model} is an int8 model; drop --precision {precision} or use the fp32 checkpoint"
             )
@@ -109,7 +110,7 @@ def load_quantized(path: Path, device: torch.device) -> LoadedModel:
 
 
 def require_vgg(loaded: LoadedModel, verb: str) -> VGG:
-    """The loaded VGG, or a clear error for a model that is a compiled program (an int8 `.pt2`)."""
+    """The loaded VGG, or a clear error for an int8 model (a converted graph, not a VGG)."""
     if not isinstance(loaded.model, VGG):
         raise ValueError(f"{verb} needs the fp32 model; {loaded.source} is an int8 program (predict and eval run it)")
     return loaded.model

@@ -12,7 +12,6 @@ import yaml
 import vggnet
 from vggnet import atomic as checkpoint_module
 from vggnet.cli import main
-from vggnet.infer.evaluate import evaluate_loader
 from vggnet.training import TrainConfig, TrainingInterrupted, loop, train
 
 TINY = {
@@ -85,12 +84,7 @@ def test_checkpoints_are_self_describing(image_folder, tmp_path):
     # Rebuilt from the path alone, the best model scores on the validation folder what the run recorded.
     model = vggnet.load_model(result.run_dir / "best.pt")
     assert model.pretrained_cfg["classes"] == ["ant", "bee", "cat"]
-    from vggnet.data import ImageListDataset, build_transform, collate_skipping_failures, discover_splits
-
-    splits = discover_splits(image_folder)
-    dataset = ImageListDataset(splits.val, build_transform(model.pretrained_cfg["preprocess"]))
-    batches = torch.utils.data.DataLoader(dataset, batch_size=5, collate_fn=collate_skipping_failures)
-    recomputed = evaluate_loader(model, batches, torch.device("cpu"))
+    recomputed = vggnet.evaluate(model, image_folder, batch_size=5, device="cpu", precision="fp32")
     assert recomputed["top1"] == pytest.approx(best["metrics"]["val_top1"])
     assert recomputed["loss"] == pytest.approx(best["metrics"]["val_loss"], rel=1e-4)
 

@@ -159,6 +159,17 @@ def _add_model_arguments(parser: argparse.ArgumentParser, precision: bool = True
         )
 
 
+def _inference_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments that `_add_model_arguments` and `_add_batch_arguments` give the batch verbs."""
+    return {
+        "pretrained": args.pretrained,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "device": args.device,
+        "precision": args.precision,
+    }
+
+
 def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0)")
@@ -187,11 +198,7 @@ def _run_eval(args: argparse.Namespace) -> None:
     report = evaluate(
         args.model,
         args.data,
-        pretrained=args.pretrained,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        device=args.device,
-        precision=args.precision,
+        **_inference_options(args),
         compile=args.compile,
         out=out or new_run_dir("runs/eval", "exp"),
     )
@@ -220,12 +227,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     records = predict(
         args.model,
         args.paths,
-        pretrained=args.pretrained,
+        **_inference_options(args),
         topk=args.topk,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        device=args.device,
-        precision=args.precision,
         compile=args.compile,
         save_viz=args.save_viz,
         progress=sys.stderr.isatty(),
@@ -259,13 +262,9 @@ def _run_embed(args: argparse.Namespace) -> int:
     embeddings = embed(
         args.model,
         args.paths,
-        pretrained=args.pretrained,
+        **_inference_options(args),
         layer=args.layer,
         normalize=args.normalize,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        device=args.device,
-        precision=args.precision,
         progress=sys.stderr.isatty(),
     )
     path = embeddings.save(args.out)

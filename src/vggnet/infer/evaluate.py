@@ -68,12 +68,6 @@ def autocast_forward(model: VGG, device: torch.device, precision: str = "fp32"):
     return forward
 
 
-def evaluate_loader(model: VGG, loader: DataLoader, device: torch.device, precision: str = "fp32") -> dict:
-    """`evaluation_metrics` of `evaluation_sums` over one loader, with `autocast_forward`."""
-    sums = evaluation_sums(autocast_forward(model, device, precision), model.num_classes, loader, device)
-    return evaluation_metrics(sums)
-
-
 def evaluate(
     model: str | Path | VGG | LoadedModel,
     data: str | Path,

@@ -38,11 +38,6 @@ def write_metrics_csv(rows: list[dict], path: Path) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def read_metrics_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def write_config_yaml(config: dict, path: Path) -> None:
     atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
 

@@ -1,6 +1,7 @@
 """`vggnet benchmark`: the report's structure and correctness checks (never its timings)."""
 
 import json
+import platform
 
 import pytest
 
@@ -34,6 +35,43 @@ def test_benchmark_report(image_folder):
     assert report["gmacs_per_image"] == pytest.approx(vggnet.summarize("vgg11", 32).total_macs / 1e9)
     text = render_benchmark(report)
     assert "vs baseline" in text and "compute ceiling" in text
+
+
+def test_training_throughput_report():
+    from vggnet import allocator
+
+    kept = allocator.keeping_freed_memory()
+    allocator.keep_freed_memory()  # as the `vggnet` command does
+    try:
+        report = benchmark("vgg11", batch_sizes=(1,), img_size=32, rounds=1, device="cpu", precision="bf16")
+        assert allocator.keeping_freed_memory()  # restored after the baseline's rounds released it
+    finally:
+        (allocator.keep_freed_memory if kept else allocator.release_freed_memory)()
+    assert report["vggnet_keeps_freed_memory"] == (platform.libc_ver()[0] == "glibc")
+    models = [row["model"] for row in report["training"]]
+    assert models == ["vgg11 (classic, 32x32)", "vgg11 (compact, 32x32)"]
+    for row in report["training"]:
+        fp32, default = row["images_per_s"].values()
+        assert list(row["images_per_s"]) == ["fp32", "default (bf16)"]
+        assert row["ratio"] == pytest.approx(default / fp32)
+        # Three forward passes of work per image, against each precision's own ceiling.
+        macs = vggnet.summarize("vgg11", 32, num_classes=10, head=row["model"].split(" (")[1].split(",")[0]).total_macs
+        fp32_fraction, default_fraction = row["fraction_of_ceiling"].values()
+        assert fp32_fraction == pytest.approx(6 * macs * fp32 / 1e9 / report["ceilings_gflops"]["fp32"])
+        assert default_fraction == pytest.approx(6 * macs * default / 1e9 / report["ceilings_gflops"]["bf16"])
+    assert report["data_pipeline_images_per_s"] > 0
+    assert "of ceiling" in render_benchmark(report).split("training")[1]
+
+
+@pytest.mark.parametrize("option", ["peers", "int8"])
+def test_cpu_only_paths_are_refused_on_a_gpu(option, monkeypatch):
+    import torch
+
+    import vggnet.infer.benchmark as bench
+
+    monkeypatch.setattr(bench, "resolve_device", lambda name: torch.device("cuda"))
+    with pytest.raises(ValueError, match="--device cpu"):
+        benchmark("vgg11", img_size=32, device="cuda", **{option: True})
 
 
 def test_compute_ceiling_is_a_rate():

@@ -10,6 +10,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .allocator import keep_freed_memory
 from .analysis import LayerSummary, ModelSummary, describe_models, summarize
 from .infer.embed import embed
 from .infer.evaluate import evaluate
@@ -50,6 +51,7 @@ __all__ = [
     "grad_cam",
     "extract_features",
     "imagenet_categories",
+    "keep_freed_memory",
     "list_models",
     "load_model",
     "load_weights",

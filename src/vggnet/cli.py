@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .allocator import configure_for_commands
 from .analysis import FORMATS, describe_models, summarize
 from .data.digits import write_digits
 from .data.transforms import AUGMENTS
@@ -578,6 +579,7 @@ def _show_vggnet_messages() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the `vggnet` command with `argv` (default: the process arguments) and return its exit code."""
     _show_vggnet_messages()
+    configure_for_commands()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv

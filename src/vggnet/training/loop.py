@@ -534,9 +534,12 @@ def _build_optimizer(model: VGG, config: TrainConfig) -> torch.optim.Optimizer:
         {"params": [p for p in trainable if p.ndim > 1], "weight_decay": config.weight_decay},
         {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0},
     ]
+    # Fused kernels: one pass over each parameter instead of several (the optimizer step of vgg16's 138M
+    # parameters is memory-bound), with the same state as the default implementation (SGD gives identical
+    # results; AdamW's differ in the last bit).
     if config.opt == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
-    return torch.optim.AdamW(groups, lr=config.lr)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, fused=True)
+    return torch.optim.AdamW(groups, lr=config.lr, fused=True)
 
 
 def _build_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:

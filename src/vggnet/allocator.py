@@ -4,8 +4,9 @@ VGG's tensors are large (a batch of 8 at 224x224 has 100 MB activations; the bf1
 autocast makes each training step is 276 MB). glibc's malloc serves every block above 32 MB (and, until its
 adaptive threshold has risen, above 128 KB) with a fresh `mmap` and unmaps it on free, so each forward pass and each
 training step page-faults and zero-fills all that memory again. Keeping freed memory in the heap for reuse removes
-this: on a 2-core CPU it made vgg16 bf16 inference at batch 8 1.14x faster and bf16 training 1.3x faster
-(BENCHMARKS.md). The cost: memory freed stays with the process (its resident size stays at its peak) until exit.
+this: on a 2-core CPU it made vgg16 bf16 inference and training at batch 8 1.3x faster (BENCHMARKS.md). The cost:
+memory freed stays with the process until exit, and the peak can be higher (fragmentation: 3.6 instead of 3.0 GB
+for vgg16 training steps with varying batch sizes).
 
 `vggnet`'s commands turn this on at start (set VGGNET_KEEP_FREED_MEMORY=0 to leave malloc as it is); Python users
 call `keep_freed_memory()` themselves. It applies to glibc only (Linux); elsewhere, and with another allocator

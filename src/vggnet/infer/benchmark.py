@@ -165,7 +165,6 @@ def benchmark(
     }
     if training:
         report["training"] = training_rows
-        report["data_pipeline_images_per_s"] = _data_pipeline_rate(preprocess)
     return report
 
 
@@ -296,7 +295,8 @@ def _training_throughput(name, device, fast_precision, img_size, ceilings: dict,
     """Forward + backward + optimizer steps per second, in interleaved rounds: eager fp32 (as most users train)
     against vggnet's default path (channels_last, autocast at the fast precision, a fused optimizer, freed memory
     kept), for the full model at `img_size` (batch 8) and a compact one at 32x32 (batch 128). A training step
-    counts as three forward passes of work (the backward pass computes gradients of inputs and of weights)."""
+    counts as three forward passes of work (the backward pass computes gradients of inputs and of weights). Each row
+    also gives the rate of the data pipeline alone at its input size, to compare with the training rates."""
     rows = []
     for head, size, batch in (("classic", img_size, 8), ("compact", 32, 128)):
         images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
@@ -329,6 +329,7 @@ def _training_throughput(name, device, fast_precision, img_size, ceilings: dict,
                     label: flops_per_image * rate / 1e9 / ceilings.get(path.precision, ceilings["fp32"])
                     for (label, rate), path in zip(timings.items(), paths.values(), strict=True)
                 },
+                "data_pipeline_images_per_s": _data_pipeline_rate(size),
             }
         )
     return rows
@@ -355,9 +356,11 @@ def _training_step(name, head, device, precision, images, labels) -> Callable[[]
     return step
 
 
-def _data_pipeline_rate(preprocess) -> float:
-    """Images per second of decoding and preprocessing alone (the digits, with the default loader workers)."""
+def _data_pipeline_rate(img_size: int) -> float:
+    """Images per second of decoding and training augmentation alone, to `img_size` (the digits, with the default
+    loader workers)."""
     samples = discover_splits(digits_folder()).train[:512]
+    preprocess = {**IMAGENET_PREPROCESS, "img_size": img_size, "resize": img_size}
     dataset = ImageListDataset(samples, build_transform(preprocess, train=True))
     loader = DataLoader(dataset, batch_size=64, num_workers=default_workers(), collate_fn=collate_skipping_failures)
     started = time.perf_counter()
@@ -397,11 +400,11 @@ def render_benchmark(report: dict) -> str:
             fp32_fraction, default_fraction = row["fraction_of_ceiling"].values()
             train_rows.append(
                 [row["model"], row["batch_size"], f"{fp32:.1f}", f"{fp32_fraction:.0%}", f"{default:.1f}",
-                 f"{default_fraction:.0%}", f"{row['ratio']:.2f}x"]
+                 f"{default_fraction:.0%}", f"{row['ratio']:.2f}x", f"{row['data_pipeline_images_per_s']:.0f}"]
             )  # fmt: skip
-        lines += ["", "training (forward + backward + SGD step), images/s and fraction of the ceiling:"]
-        headers = ["model", "batch", fp32_label, "of ceiling", default_label, "of ceiling", "ratio"]
+        workers = f"{default_workers()} loader worker{'s' * (default_workers() != 1)}"
+        lines += ["", "training (forward + backward + SGD step), images/s and fraction of the ceiling; the data "
+                  f"pipeline alone (decode + augment, {workers}), images/s:"]  # fmt: skip
+        headers = ["model", "batch", fp32_label, "of ceiling", default_label, "of ceiling", "ratio", "data pipeline"]
         lines.append(render_table(headers, train_rows))
-        lines.append(f"\ndata pipeline alone (decode + augment, default workers): "
-                     f"{report['data_pipeline_images_per_s']:.0f} images/s")  # fmt: skip
     return "\n".join(lines)

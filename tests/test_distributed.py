@@ -86,6 +86,25 @@ def test_a_distributed_checkpoint_resumes_in_one_process(image_folder, tmp_path,
     assert [line.split(",")[0] for line in rows] == ["epoch", "1", "2"]
 
 
+def test_a_distributed_run_resumes_exactly_in_as_many_processes(image_folder, tmp_path):
+    """Each process's random state (here: its dropout masks) is saved and restored, so that a 2-process run stopped
+    after an epoch and resumed in 2 processes ends with the same weights as one that never stopped."""
+    common = ["--data", str(image_folder), "--batch-size", "4", "--deterministic", "--sched", "none",
+              "--warmup-epochs", "0", *TINY, "--dropout", "0.5"]  # fmt: skip
+    result = torchrun(["-m", "vggnet", "train", *common, "--out", str(tmp_path / "full"), "--epochs", "2"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = torchrun(["-m", "vggnet", "train", *common, "--out", str(tmp_path / "cut"), "--epochs", "1"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = tmp_path / "cut" / "exp" / "last.pt"
+    assert len(torch.load(last, weights_only=True)["rng_by_rank"]) == 2
+    result = torchrun(["-m", "vggnet", "train", "--resume", str(last), "--epochs", "2"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    full = torch.load(tmp_path / "full" / "exp" / "last.pt", weights_only=True)["state_dict"]
+    resumed = torch.load(last, weights_only=True)["state_dict"]
+    for key, value in full.items():
+        assert torch.equal(value, resumed[key]), key
+
+
 FAILING_RANK = """
 import sys
 import vggnet.training.loop as loop

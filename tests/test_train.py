@@ -207,6 +207,7 @@ def test_resume_validates_the_checkpoint_and_names_the_bad_entry(image_folder, t
             "entry 'features.0.weight' is not a tensor",
         ),
         (lambda c: c["progress"].update(epoch="one"), "entry 'progress.epoch' must be a int"),
+        (lambda c: c.update(rng_by_rank=[c["rng"], {"torch": "state"}]), "entry 'rng_by_rank' must be a list"),
     ]:
         broken = {**last, "state_dict": dict(last["state_dict"]), "progress": dict(last["progress"])}
         mutate(broken)

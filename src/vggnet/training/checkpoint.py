@@ -2,7 +2,8 @@
 
 A checkpoint is a dict of tensors and plain Python values (loadable with `torch.load(weights_only=True)`):
 `format`, `version`, `model` ({"name", "kwargs"}), `state_dict`, `classes`, `preprocess`, `config`, `epoch`,
-`metrics`; `last.pt` adds `optimizer`, `scheduler`, `scaler`, `rng` and `progress` (the loop's own state).
+`metrics`; `last.pt` adds `optimizer`, `scheduler`, `scaler`, `rng` and `progress` (the loop's own state), and
+under torchrun `rng_by_rank` (every process's random state).
 """
 
 import random
@@ -85,6 +86,11 @@ def _check_resume_types(content: dict, path: Path) -> None:
             raise ValueError(f"--resume {path}: entry 'progress.{key}' must be a {kind.__name__}")
     if not isinstance(content["rng"].get("torch"), torch.Tensor):
         raise ValueError(f"--resume {path}: entry 'rng.torch' must be a tensor")
+    by_rank = content.get("rng_by_rank", [])
+    if not isinstance(by_rank, list) or not all(
+        isinstance(state, dict) and isinstance(state.get("torch"), torch.Tensor) for state in by_rank
+    ):
+        raise ValueError(f"--resume {path}: entry 'rng_by_rank' must be a list of random states, one per process")
 
 
 def capture_rng() -> dict:

@@ -80,6 +80,14 @@ class Distributed:
         value = torch.tensor([1.0 if flag else 0.0], device=device)
         return bool(self.all_reduce_sum(value).item() > 0)
 
+    def gather(self, value) -> list:
+        """Every process's `value` (any picklable object), in rank order, on every process."""
+        if not self.enabled:
+            return [value]
+        values = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
     def share(self, compute):
         """Run `compute()` on the main process and give every process its result; an exception raised there is
         raised on every process, so that none waits for a result that never comes."""

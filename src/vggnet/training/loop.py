@@ -191,10 +191,10 @@ class _Run:
             while self.epoch < self.config.epochs:
                 finished = self._train_one_epoch(stop)
                 if not finished:
-                    partial = self._global_sums()
+                    partial, rng_states = self._global_sums(), self.distributed.gather(capture_rng())
                     path = self.run_dir / "last.pt"
                     if self.main:
-                        self._save_last(partial)
+                        self._save_last(partial, rng_states)
                         print(f"\n{TrainingInterrupted(path)}", file=sys.stderr)
                     raise TrainingInterrupted(path)
                 self._end_epoch()
@@ -303,11 +303,12 @@ class _Run:
         self.partial = _empty_epoch_sums()
         improved = self.best is None or row["val_top1"] > self.best["val_top1"]
         self.best, self.bad_epochs = (row, 0) if improved else (self.best, self.bad_epochs + 1)
+        rng_states = self.distributed.gather(capture_rng())
         if self.main:
-            self._write_epoch_files(row, improved, evaluation["confusion"])
+            self._write_epoch_files(row, improved, evaluation["confusion"], rng_states)
         return row
 
-    def _write_epoch_files(self, row: dict, improved: bool, confusion: torch.Tensor) -> None:
+    def _write_epoch_files(self, row: dict, improved: bool, confusion: torch.Tensor, rng_states: list) -> None:
         if improved:
             atomic_save(self._model_checkpoint(row), self.run_dir / "best.pt")
             plot_confusion_matrix(
@@ -316,7 +317,7 @@ class _Run:
                 self.run_dir / "confusion_matrix.png",
                 title=f"validation, epoch {self.epoch} (top-1 {row['val_top1']:.4f})",
             )
-        self._save_last(self.partial)
+        self._save_last(self.partial, rng_states)
         write_metrics_csv(self.history, self.run_dir / "metrics.csv")
         plot_results(self.history, self.run_dir / "results.png")
         if self.writer is not None:
@@ -347,13 +348,15 @@ class _Run:
         content["runtime"] = {"device": self.device.type, "precision": self.precision}
         return content
 
-    def _save_last(self, partial: dict) -> Path:
+    def _save_last(self, partial: dict, rng_states: list[dict]) -> Path:
+        """last.pt, with the random state of every process (`rng`: the main one's; `rng_by_rank`: all of them, under
+        torchrun), so that a resume in as many processes continues exactly."""
         content = self._model_checkpoint(self.history[-1] if self.history else {})
         content.update(
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict(),
-            rng=capture_rng(),
+            rng=rng_states[0],
             progress={
                 "epoch": self.epoch,
                 "partial": dict(partial),
@@ -364,6 +367,8 @@ class _Run:
                 "bad_epochs": self.bad_epochs,
             },
         )
+        if len(rng_states) > 1:
+            content["rng_by_rank"] = rng_states
         path = self.run_dir / "last.pt"
         atomic_save(content, path)
         return path
@@ -395,7 +400,9 @@ class _Run:
         ):
             group["lr"] = base * factor(step)
         scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-        restore_rng(checkpoint["rng"])
+        by_rank = checkpoint.get("rng_by_rank", [checkpoint["rng"]])
+        same_processes = len(by_rank) == self.distributed.world_size
+        restore_rng(by_rank[self.distributed.rank] if same_processes else checkpoint["rng"])
         if self.main:  # the files may be ahead of last.pt if the run died between writes: make them agree
             write_metrics_csv(self.history, self.run_dir / "metrics.csv")
 

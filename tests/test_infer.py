@@ -69,6 +69,45 @@ def test_eval_refuses_a_folder_with_other_classes(trained, tmp_path):
         evaluate(checkpoint, other)
 
 
+def test_eval_on_some_of_the_classes(trained, tmp_path, caplog):
+    checkpoint, _ = trained
+    some = write_image_folder(tmp_path / "some", classes=("ant", "bee"), split=False)
+    with caplog.at_level("WARNING", logger="vggnet"):
+        report = evaluate(checkpoint, some)
+    assert "evaluating on 2 of the model's 3 classes (no folder for: cat)" in caplog.text
+    assert report["num_images"] == 16 and report["classes"] == ["ant", "bee", "cat"]
+    assert [report["per_class"][name]["support"] for name in ("ant", "bee", "cat")] == [8, 8, 0]
+    text = vggnet.infer.evaluate.render_report(report)
+    assert "\ncat " not in text and "(1 of the model's classes had no images and are not listed)" in text
+
+
+def test_eval_of_an_imagenet_model_on_folders_named_by_wordnet_id(tmp_path):
+    """ImageNet's validation folders are named by WordNet id; each maps to its class index (checked on known ids)."""
+    from vggnet.infer.source import LoadedModel
+    from vggnet.models.weights import IMAGENET_PREPROCESS
+
+    wordnet = {"n01440764": 0, "n02012849": 134, "n03126707": 517, "n15075141": 999}  # tench, crane bird, crane, ...
+    data = write_image_folder(tmp_path / "val", classes=tuple(wordnet), per_class=2, split=False)
+    torch.manual_seed(0)
+    network = vggnet.create_model("vgg11", width_mult=0.125).eval()
+    preprocess = {**IMAGENET_PREPROCESS, "img_size": 32, "resize": 32}
+    classes = vggnet.imagenet_categories()
+    loaded = LoadedModel(network, classes, preprocess, torch.device("cpu"), "fp32", "random vgg11")
+    report = evaluate(loaded, data)
+    assert [classes[i] for i in wordnet.values()] == ["tench", "crane bird", "crane", "toilet tissue"]
+    assert {name: s["support"] for name, s in report["per_class"].items() if s["support"]} == {
+        "tench": 2, "crane bird": 2, "crane": 2, "toilet tissue": 2
+    }  # fmt: skip
+    transform = build_transform(preprocess)
+    images = sorted(data.glob("*/*.png"))
+    with torch.no_grad():
+        predicted = network(torch.stack([transform(load_rgb(path)) for path in images])).argmax(1)
+    truth = torch.tensor([wordnet[path.parent.name] for path in images])
+    assert report["top1"] == pytest.approx((predicted == truth).float().mean().item())
+    with pytest.raises(ValueError, match=r"not the model's: \['n99999999'\].*WordNet ids"):
+        evaluate(loaded, write_image_folder(tmp_path / "bad", classes=("n01440764", "n99999999"), split=False))
+
+
 def test_eval_cli_json(trained, tmp_path, capsys):
     checkpoint, data = trained
     code = main(["eval", "--model", str(checkpoint), "--data", str(data), "--format", "json", "--out", str(tmp_path)])

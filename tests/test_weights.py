@@ -37,6 +37,15 @@ def test_imagenet_categories_ship_with_the_package():
     assert get_pretrained("vgg16", "imagenet").categories[0] == "tench"
 
 
+def test_imagenet_wordnet_ids_ship_with_the_package():
+    from vggnet.models.weights import imagenet_synsets
+
+    ids = imagenet_synsets()
+    assert len(set(ids)) == 1000 and ids == sorted(ids)  # ImageNet-1K's class index is the sorted ids
+    assert all(len(i) == 9 and i[0] == "n" and i[1:].isdigit() for i in ids)
+    assert (ids[0], ids[-1]) == ("n01440764", "n15075141")  # tench, toilet tissue
+
+
 def _publish(folder, base_url, state_dict, model="vgg11"):
     """Write a weights file named like torchvision's (`<model>-<sha256 prefix>.pth`) and point the table at it."""
     staging = folder / "staging.pth"

@@ -6,6 +6,7 @@ Two layouts are accepted, with class names taken from the sorted sub-folder name
     DIR/<class>/*                                   split per class by --val-split, seeded
 """
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ VAL_FOLDER_NAMES = ("val", "valid", "validation")
 EVAL_FOLDER_NAMES = (*VAL_FOLDER_NAMES, "test")
 
 Sample = tuple[Path, int]
+
+logger = logging.getLogger("vggnet")
 
 
 @dataclass
@@ -93,28 +96,40 @@ def discover_splits(root: str | Path, val_split: float = 0.2, seed: int = 0) -> 
     return DatasetSplits(classes, train, val, layout=f"class folders, {val_split:.0%} held out per class")
 
 
-def evaluation_samples(root: str | Path, classes: list[str]) -> list[Sample]:
+def evaluation_samples(root: str | Path, classes: list[str], aliases: dict[str, str] | None = None) -> list[Sample]:
     """The labelled images to evaluate a model with `classes` on: the class folders in `root/val/` (or
     `valid/`, `validation/`, `test/`) when present, else in `root`.
 
+    Each folder is named after one of the model's classes, or after a key of `aliases` (another name for a class:
+    ImageNet's WordNet ids). They may be a subset of the model's classes (ImageNet's 10-class Imagenette, say); the
+    model still chooses among all of its classes, and the classes without a folder are logged.
+
     Raises:
-        ValueError: the folder is missing, or its class folders are not exactly the model's classes.
+        ValueError: the folder is missing, or a class folder is not one of the model's classes.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise ValueError(f"--data {str(root)!r} does not exist; pass a folder of class sub-folders")
     folder = next((root / name for name in EVAL_FOLDER_NAMES if (root / name).is_dir()), root)
     found, samples = _scan_classes(folder)
-    if set(found) != set(classes):
-        missing = sorted(set(classes) - set(found))
-        unknown = sorted(set(found) - set(classes))
+    aliases = aliases or {}
+    names = [name if name in classes else aliases.get(name, name) for name in found]
+    unknown = [folder_name for folder_name, name in zip(found, names, strict=True) if name not in classes]
+    missing = sorted(set(classes) - set(names))
+    if unknown:
         listing = ", ".join(classes[:20]) + (" ..." if len(classes) > 20 else "")
+        also = " (or their WordNet ids, e.g. n01440764)" if aliases else ""
         raise ValueError(
             f"the class folders of {folder} differ from the model's classes (missing: {missing or 'none'}; "
-            f"not the model's: {unknown or 'none'}); name the folders after the model's classes: {listing}"
+            f"not the model's: {unknown}); name the folders after the model's classes{also}: {listing}"
+        )
+    if missing:
+        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        logger.warning(
+            "evaluating on %d of the model's %d classes (no folder for: %s)", len(found), len(classes), shown
         )
     index = {name: i for i, name in enumerate(classes)}
-    return [(path, index[found[label]]) for path, label in samples]
+    return [(path, index[names[label]]) for path, label in samples]
 
 
 def _scan_classes(folder: Path) -> tuple[list[str], list[Sample]]:

@@ -15,6 +15,7 @@ from torchmetrics.functional.classification import multiclass_f1_score, multicla
 from ..data import ImageListDataset, build_transform, collate_skipping_failures
 from ..data.folders import evaluation_samples
 from ..models.vgg import VGG
+from ..models.weights import imagenet_categories, imagenet_synsets
 from ..plots import plot_confusion_matrix
 from ..runtime import autocast_dtype
 from ..tables import render_table
@@ -84,8 +85,9 @@ def evaluate(
 
     Args:
         model: A checkpoint path, or a registry name with `pretrained`.
-        data: Class folders, or a folder holding `val/` (or `valid/`, `validation/`, `test/`) class folders. The
-            class names must be the model's.
+        data: Class folders, or a folder holding `val/` (or `valid/`, `validation/`, `test/`) class folders, named
+            after the model's classes (all or some of them); for the ImageNet classes, also their WordNet ids, as
+            in ImageNet's own validation folders.
         out: Where to write `confusion_matrix.png`, `confusion_matrix.csv` and `metrics.json` (None: nowhere).
 
     Returns:
@@ -93,7 +95,9 @@ def evaluate(
         `confusion_matrix` (rows true, columns predicted) and `classes`.
     """
     loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device, precision)
-    samples = evaluation_samples(data, loaded.classes)
+    imagenet = loaded.classes == imagenet_categories()
+    wordnet_ids = dict(zip(imagenet_synsets(), loaded.classes, strict=True)) if imagenet else None
+    samples = evaluation_samples(data, loaded.classes, wordnet_ids)
     dataset = ImageListDataset(samples, build_transform(loaded.preprocess))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping_failures)
     runner = InferenceRunner(loaded, compile=compile)
@@ -165,9 +169,12 @@ def render_report(report: dict, style: str = "table") -> str:
     rows = [
         [name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", s["support"]]
         for name, s in report["per_class"].items()
+        if s["support"]
     ]
     table = render_table(["class", "precision", "recall", "f1", "support"], rows)
+    unlisted = len(report["per_class"]) - len(rows)
+    note = f" ({unlisted} of the model's classes had no images and are not listed)" if unlisted else ""
     return (
         f"{table}\n\n{report['num_images']} images: top-1 {report['top1']:.4f}, top-5 {report['top5']:.4f}, "
-        f"loss {report['loss']:.4f}"
+        f"loss {report['loss']:.4f}{note}"
     )

@@ -83,6 +83,16 @@ def imagenet_categories() -> list[str]:
     return text.splitlines()
 
 
+@cache
+def imagenet_synsets() -> list[str]:
+    """The WordNet ids of the same 1000 classes, in the same order (the sorted ids: ImageNet-1K's class index), as
+    ImageNet's own folders are named (`val/n01440764/...` holds tench). The list is the one timm ships
+    (timm/data/_info/imagenet_synsets.txt, Apache-2.0); each id's WordNet lemmas include the class name at its
+    index, except torchvision's two renamed duplicates, `crane bird` and `maillot tank suit`."""
+    text = resources.files("vggnet.models").joinpath("imagenet_synsets.txt").read_text(encoding="utf-8")
+    return text.split()
+
+
 def get_pretrained(model: str, tag: str) -> PretrainedWeights:
     """The table row for `model` (a canonical registry name) and `tag` (e.g. `"imagenet"`)."""
     if (model, tag) not in PRETRAINED:

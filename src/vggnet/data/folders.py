@@ -126,7 +126,7 @@ def evaluation_samples(root: str | Path, classes: list[str], aliases: dict[str, 
     if missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         logger.warning(
-            "evaluating on %d of the model's %d classes (no folder for: %s)", len(found), len(classes), shown
+            "evaluating on %d of the model's %d classes (no folder for: %s)", len(set(names)), len(classes), shown
         )
     index = {name: i for i, name in enumerate(classes)}
     return [(path, index[names[label]]) for path, label in samples]

@@ -14,21 +14,22 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                     "keepcost")
-    ]  # fmt: skip
-
-
 def _mapped_blocks() -> int:
-    """How many blocks glibc serves with their own mmap right now."""
+    """How many blocks glibc serves with their own mmap right now (`hblks` of mallinfo2, or of mallinfo before
+    glibc 2.33: the same fields, as int)."""
     libc = ctypes.CDLL("libc.so.6")
-    if not hasattr(libc, "mallinfo2"):
-        pytest.skip("glibc before 2.33 has no mallinfo2")
-    libc.mallinfo2.restype = _MallInfo2
-    return libc.mallinfo2().hblks
+    name, field = ("mallinfo2", ctypes.c_size_t) if hasattr(libc, "mallinfo2") else ("mallinfo", ctypes.c_int)
+
+    class MallInfo(ctypes.Structure):
+        _fields_ = [
+            (name, field)
+            for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                         "fordblks", "keepcost")
+        ]  # fmt: skip
+
+    function = getattr(libc, name)
+    function.restype = MallInfo
+    return function().hblks
 
 
 @pytest.fixture

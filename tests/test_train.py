@@ -81,6 +81,7 @@ def test_checkpoints_are_self_describing(image_folder, tmp_path):
     assert "optimizer" not in best
     last = torch.load(result.run_dir / "last.pt", weights_only=True)
     assert {"optimizer", "scheduler", "scaler", "rng", "progress"} <= last.keys()
+    assert all(group["fused"] for group in last["optimizer"]["param_groups"])  # fused optimizer kernels
     # Rebuilt from the path alone, the best model scores on the validation folder what the run recorded.
     model = vggnet.load_model(result.run_dir / "best.pt")
     assert model.pretrained_cfg["classes"] == ["ant", "bee", "cat"]

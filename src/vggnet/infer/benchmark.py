@@ -142,8 +142,8 @@ def benchmark(
     try:
         # Training first: with ONNX Runtime's and OpenVINO's sessions alive, PyTorch's training steps ran up to
         # 1.5x slower on a 2-core CPU (the inference rounds were not affected).
-        training_rows = training and _training_throughput(name, torch_device, fast_precision, img_size, ceilings,
-                                                          kept_at_start)  # fmt: skip
+        if training:
+            training_rows = _training_throughput(name, torch_device, fast_precision, img_size, ceilings, kept_at_start)
         paths = _build_paths(network, name, torch_device, fast_precision, img_size, peers, compile, int8, images,
                              kept_at_start)  # fmt: skip
         results = []
@@ -174,6 +174,16 @@ def _use_allocator_of(path: BenchmarkPath) -> None:
     (keep_freed_memory if path.keeps_freed_memory else release_freed_memory)()
 
 
+def _timed_call(path: BenchmarkPath, device: torch.device, *args) -> float:
+    """Seconds of one call of `path` (with its allocator setting), the device synchronised around it."""
+    _use_allocator_of(path)
+    _sync(device)
+    started = time.perf_counter()
+    path.run(*args)
+    _sync(device)
+    return time.perf_counter() - started
+
+
 def _time_paths(paths: dict, batch_size: int, img_size: int, rounds: int, images, device) -> list[PathResult]:
     """Interleaved rounds at one batch size, then each path's agreement with vggnet's fp32 path on real images."""
     inputs = torch.randn(batch_size, 3, img_size, img_size)
@@ -183,12 +193,7 @@ def _time_paths(paths: dict, batch_size: int, img_size: int, rounds: int, images
         path.run(inputs)
     for _ in range(rounds):
         for label, path in paths.items():
-            _use_allocator_of(path)
-            _sync(device)
-            started = time.perf_counter()
-            path.run(inputs)
-            _sync(device)
-            by_path[label].latencies.append(time.perf_counter() - started)
+            by_path[label].latencies.append(_timed_call(path, device, inputs))
     reference = paths["vggnet fp32"].run(images)
     for label, path in paths.items():
         logits = path.run(images)
@@ -309,13 +314,9 @@ def _training_throughput(name, device, fast_precision, img_size, ceilings: dict,
         durations = {label: [] for label in paths}
         for round in range(rounds + 1):  # the first round warms up
             for label, path in paths.items():
-                _use_allocator_of(path)
-                _sync(device)
-                started = time.perf_counter()
-                path.run()
-                _sync(device)
+                seconds = _timed_call(path, device)
                 if round:
-                    durations[label].append(time.perf_counter() - started)
+                    durations[label].append(seconds)
         timings = {label: batch / statistics.median(times) for label, times in durations.items()}
         fp32, default = timings.values()
         flops_per_image = 3 * 2 * summarize(name, size, num_classes=10, head=head).total_macs

@@ -1,12 +1,33 @@
-"""Shared fixtures: a throwaway torch hub cache and a file server on 127.0.0.1."""
+"""Shared fixtures: caches private to the test session, a throwaway torch hub cache and a file server on
+127.0.0.1."""
 
 import functools
 import http.server
+import os
 import threading
 from pathlib import Path
 
 import pytest
 import torch
+
+# The caches that vggnet and torch read from the environment at each use (vggnet's datasets, torch hub's weights).
+PRIVATE_CACHES = {"VGGNET_HOME": "vggnet", "TORCH_HOME": "torch"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_caches(tmp_path_factory) -> Path:
+    """Point `VGGNET_HOME` and `TORCH_HOME` at a folder of this test session, so that no test reads or writes the
+    user's ~/.cache (the digits are generated there once per session). Set in `os.environ` rather than per test,
+    so that the subprocesses the tests start inherit them."""
+    root = tmp_path_factory.mktemp("caches")
+    saved = {name: os.environ.get(name) for name in PRIVATE_CACHES}
+    os.environ.update({name: str(root / folder) for name, folder in PRIVATE_CACHES.items()})
+    yield root
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture
@@ -87,3 +108,24 @@ def trained(tmp_path_factory):
         batch_size=8, epochs=2, workers=0, lr=0.05, precision="fp32",
     )  # fmt: skip
     return result.run_dir / "best.pt", data
+
+
+# A tiny run of the main job's architecture (vgg11_bn, compact head, 32x32) at 1/8 width: seconds per epoch.
+TINY = {
+    "model": "vgg11_bn",
+    "head": "compact",
+    "width_mult": 0.125,
+    "img_size": 32,
+    "batch_size": 8,
+    "epochs": 3,
+    "workers": 0,
+    "lr": 0.05,
+    "precision": "fp32",
+}
+
+
+def tiny_train(data, out, **overrides):
+    """`vggnet.train` of the TINY settings on `data`, writing under `out`; `overrides` replace settings."""
+    import vggnet
+
+    return vggnet.train(data=str(data), out=str(out), **{**TINY, **overrides})

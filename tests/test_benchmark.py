@@ -1,89 +1,221 @@
-"""`vggnet benchmark`: the report's structure and correctness checks (never its timings)."""
+"""`vggnet benchmark`: the report's structure and honesty rules (never its timings).
 
+The compute ceiling is a timed kernel; most tests replace it (`fake_ceiling`) with chosen values, which makes them
+fast and lets them set the machine's apparent state: quiet, busy, or slower than the paths.
+"""
+
+import functools
+import itertools
 import json
 import platform
+import re
 
 import pytest
+import torch
 
 import vggnet
+import vggnet.infer.benchmark as bench
 from vggnet.cli import main
-from vggnet.infer.benchmark import BASELINE, benchmark, compute_ceiling, render_benchmark
+from vggnet.infer.benchmark import (
+    BASELINE,
+    PLAIN_BASELINE,
+    RANDOM_WEIGHTS,
+    CeilingSamples,
+    benchmark,
+    compute_ceiling,
+    render_benchmark,
+)
+from vggnet.runtime import resolve_precision
+
+INT8_KERNELS = {"onednn::qconv_pointwise", "onednn::qlinear_pointwise"}
 
 
-def test_benchmark_report(image_folder):
+@pytest.fixture
+def fake_ceiling(monkeypatch):
+    """`fake_ceiling(*gflops)`: each ceiling sample takes the next of `gflops` (cycled); returns the list of the
+    dtypes sampled, one entry per sample."""
+
+    def install(*gflops):
+        values, sampled = itertools.cycle(gflops), []
+
+        def sample(dtype, device, repeats=10):
+            sampled.append(dtype)
+            return next(values)
+
+        monkeypatch.setattr(bench, "compute_ceiling", sample)
+        return sampled
+
+    return install
+
+
+def _percentages(text: str) -> list[float]:
+    return [float(value) for value in re.findall(r"(\d+(?:\.\d+)?)%", text)]
+
+
+def test_benchmark_report_on_a_trained_checkpoint(trained, fake_ceiling):
     pytest.importorskip("torchao")
-    report = benchmark("vgg11", batch_sizes=(2,), img_size=32, rounds=2, data=image_folder, training=False,
-                       device="cpu", int8=True, peers=True)  # fmt: skip
+    checkpoint, data = trained
+    sampled = fake_ceiling(1e6)  # far above any path: every fraction is small and plain
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        report = benchmark(str(checkpoint), batch_sizes=(2,), rounds=2, data=data, training=False, device="cpu",
+                           int8=True, peers=True)  # fmt: skip
+    assert report["weights"] == str(checkpoint)
+    assert report["model"] == "vgg11_bn" and report["img_size"] == 32  # the checkpoint's own crop
+    assert report["baseline"] == PLAIN_BASELINE  # torchvision has no compact head
     rows = {row["path"]: row for row in report["inference"]}
-    assert BASELINE in rows and "vggnet fp32" in rows
-    assert rows[BASELINE]["ratio_to_baseline"] == pytest.approx(1.0)
-    fast = [name for name in rows if name.startswith("vggnet default")]
-    assert len(fast) == 1
-    assert rows["vggnet int8 (PT2E) + torch.compile"]["top1_agreement_vs_fp32"] > 0.5
-    assert "int8" in report["ceilings_gflops"]
-    assert rows["onnxruntime fp32"]["max_logit_diff_vs_fp32"] < 1e-4  # the same function, another runtime
-    if "openvino (default)" in rows:
-        assert rows["openvino (default)"]["top1_agreement_vs_fp32"] > 0.5
+    assert rows[PLAIN_BASELINE]["ratio_to_baseline"] == pytest.approx(1.0)
+    # The baseline and vggnet's fp32 path compute the same function of the same weights; so does ONNX Runtime.
+    assert rows[PLAIN_BASELINE]["top1_agreement_vs_fp32"] == 1.0
+    assert rows[PLAIN_BASELINE]["max_logit_diff_vs_fp32"] < 1e-4
+    assert rows["onnxruntime fp32"]["max_logit_diff_vs_fp32"] < 1e-4
+    # A trained model's classes are far apart: int8 rounding must not change its decisions on its own data.
+    assert rows["vggnet int8 (PT2E) + torch.compile"]["top1_agreement_vs_fp32"] == 1.0
     for row in rows.values():
         assert row["images_per_s"] > 0 and row["latency_p90_ms"] >= row["latency_p50_ms"] > 0
-        assert row["gflops"] > 0 and row["fraction_of_ceiling"] > 0
+        assert 0 < row["fraction_of_ceiling"] < 1e-3
         assert 0 <= row["top1_agreement_vs_fp32"] <= 1
-    # The baseline and vggnet's fp32 path compute the same function of the same weights.
-    assert rows[BASELINE]["top1_agreement_vs_fp32"] == 1.0
-    assert rows[BASELINE]["max_logit_diff_vs_fp32"] < 1e-4
-    assert report["agreement_images"] == 36  # every image of the folder (train/ and val/)
-    assert report["gmacs_per_image"] == pytest.approx(vggnet.summarize("vgg11", 32).total_macs / 1e9)
+    assert report["agreement_images"] == 36 and report["agreement_data"] == str(data)
+    assert report["gmacs_per_image"] == pytest.approx(
+        vggnet.summarize("vgg11_bn", 32, head="compact", width_mult=0.125, num_classes=3).total_macs / 1e9
+    )
+    # One ceiling sample before the rounds and one after each, for every precision measured.
+    assert report["ceiling_samples"] == 1 + 2
+    assert len(sampled) == report["ceiling_samples"] * len(report["ceilings_gflops"])
+    assert set(report["ceilings_gflops"]) >= {"fp32", "int8"}
+    assert report["ceiling_spread"] == {label: 0.0 for label in report["ceilings_gflops"]}
+    assert not report["machine_busy"] and report["warnings"] == []
     text = render_benchmark(report)
-    assert "vs baseline" in text and "compute ceiling" in text
+    assert f"weights: {checkpoint}\n" in text and "top-1 agree" in text and "WARNING" not in text
+    # The int8 ceiling times the kernels that the int8 path runs.
+    path_kernels = {event.key for event in profile.key_averages()}
+    assert path_kernels >= INT8_KERNELS
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        assert compute_ceiling(torch.int8, torch.device("cpu"), repeats=1) > 0
+    ceiling_kernels = {event.key for event in profile.key_averages() if event.key.startswith("onednn::")}
+    assert ceiling_kernels >= INT8_KERNELS and ceiling_kernels <= path_kernels
 
 
-def test_training_throughput_report():
+def test_random_weights_give_speed_only(fake_ceiling):
+    fake_ceiling(1e6)
+    report = benchmark("vgg11", batch_sizes=(1,), img_size=32, rounds=1, training=False, device="cpu")
+    assert report["weights"] == RANDOM_WEIGHTS
+    assert report["baseline"] == BASELINE  # torchvision's vgg11, with the same weights
+    rows = {row["path"]: row for row in report["inference"]}
+    assert all(row["top1_agreement_vs_fp32"] is None for row in rows.values())
+    assert rows[BASELINE]["max_logit_diff_vs_fp32"] < 1e-4
+    assert json.loads(json.dumps(report))["weights"] == RANDOM_WEIGHTS
+    text = render_benchmark(report)
+    assert f"weights: {RANDOM_WEIGHTS}: top-1 agreement left out" in text
+    assert "top-1 agree " not in text and "largest logit difference on" in text
+
+
+def test_a_weights_file_is_named(tmp_path, fake_ceiling):
+    fake_ceiling(1e6)
+    path = tmp_path / "weights.pth"
+    torch.save(vggnet.create_model("vgg11", head="compact", num_classes=4).state_dict(), path)
+    report = benchmark("vgg11", batch_sizes=(1,), img_size=32, rounds=1, training=False, device="cpu",
+                       pretrained=path)  # fmt: skip
+    assert report["weights"] == str(path)
+    assert all(row["top1_agreement_vs_fp32"] is not None for row in report["inference"])
+    assert f"weights: {path}\n" in render_benchmark(report)
+
+
+@pytest.mark.parametrize(("worst", "busy"), [(91.0, False), (89.0, True)])
+def test_a_ceiling_that_moves_more_than_ten_percent_means_busy(fake_ceiling, worst, busy):
+    fake_ceiling(100.0, worst)
+    ceiling = CeilingSamples({"fp32": torch.float32}, torch.device("cpu"))
+    ceiling.sample()
+    ceiling.sample()
+    assert ceiling.best == {"fp32": 100.0}
+    assert ceiling.spread["fp32"] == pytest.approx(1 - worst / 100)
+    assert ceiling.busy is busy
+
+
+def test_a_busy_machine_is_reported_instead_of_fractions(trained, fake_ceiling):
+    checkpoint, data = trained
+    fake_ceiling(1e6, 0.7e6)
+    report = benchmark(str(checkpoint), batch_sizes=(1,), rounds=2, data=data, training=False, device="cpu")
+    assert report["machine_busy"] and report["ceiling_spread"]["fp32"] == pytest.approx(0.3)
+    assert report["warnings"][0].startswith("machine busy: the fp32 compute ceiling moved by 30%")
+    text = render_benchmark(report)
+    assert text.startswith("WARNING machine busy")
+    table = text.split("\n\n")[1].splitlines()[2:-1]  # the inference rows
+    assert len(table) == len(report["inference"]) and all(" busy " in line for line in table)
+    assert all(value <= 100 for value in _percentages(text))
+
+
+def test_a_fraction_over_the_ceiling_is_never_printed_as_a_figure(trained, fake_ceiling):
+    checkpoint, data = trained
+    fake_ceiling(1e-3)  # a ceiling far below every path
+    report = benchmark(str(checkpoint), batch_sizes=(1,), rounds=1, data=data, training=False, device="cpu")
+    assert not report["machine_busy"]
+    assert all(row["fraction_of_ceiling"] > 1 for row in report["inference"])  # the JSON keeps what was measured
+    assert report["warnings"][0].startswith("'>100%!': faster than the ceiling measured in this run")
+    text = render_benchmark(report)
+    assert text.count(">100%!") == len(report["inference"]) + 1  # each row, and the warning that explains it
+    assert all(value <= 100 for value in _percentages(text))
+
+
+def test_training_throughput_report(fake_ceiling, monkeypatch):
     from vggnet import allocator
 
+    sampled = fake_ceiling(1e-3)  # below every path: the training fractions are clipped too
+    # One timed training round after the warm-up (four by default): the report's form, not its timings.
+    monkeypatch.setattr(bench, "_training_throughput", functools.partial(bench._training_throughput, rounds=1))
     kept = allocator.keeping_freed_memory()
     allocator.keep_freed_memory()  # as the `vggnet` command does
     try:
-        report = benchmark("vgg11", batch_sizes=(1,), img_size=32, rounds=1, device="cpu", precision="bf16")
+        # `auto`: the precision this CPU runs natively (bf16 emulated is several times slower than fp32).
+        report = benchmark("vgg11", batch_sizes=(1,), img_size=32, rounds=1, device="cpu")
         assert allocator.keeping_freed_memory()  # restored after the baseline's rounds released it
     finally:
         (allocator.keep_freed_memory if kept else allocator.release_freed_memory)()
     assert report["vggnet_keeps_freed_memory"] == (platform.libc_ver()[0] == "glibc")
+    # Before the rounds, after the timed training round of each model, after the inference round.
+    assert report["ceiling_samples"] == 1 + 2 + 1
+    assert len(sampled) == len(report["ceilings_gflops"]) * report["ceiling_samples"]
+    fast = resolve_precision("auto", torch.device("cpu"))
     models = [row["model"] for row in report["training"]]
     assert models == ["vgg11 (classic, 32x32)", "vgg11 (compact, 32x32)"]
     for row in report["training"]:
         fp32, default = row["images_per_s"].values()
-        assert list(row["images_per_s"]) == ["fp32", "default (bf16)"]
+        assert list(row["images_per_s"]) == ["fp32", f"default ({fast})"]
         assert row["ratio"] == pytest.approx(default / fp32)
         # Three forward passes of work per image, against each precision's own ceiling.
         macs = vggnet.summarize("vgg11", 32, num_classes=10, head=row["model"].split(" (")[1].split(",")[0]).total_macs
         fp32_fraction, default_fraction = row["fraction_of_ceiling"].values()
         assert fp32_fraction == pytest.approx(6 * macs * fp32 / 1e9 / report["ceilings_gflops"]["fp32"])
-        assert default_fraction == pytest.approx(6 * macs * default / 1e9 / report["ceilings_gflops"]["bf16"])
+        assert default_fraction == pytest.approx(6 * macs * default / 1e9 / report["ceilings_gflops"][fast])
         assert row["data_pipeline_images_per_s"] > 0
-    assert "of ceiling" in render_benchmark(report).split("training")[1]
+    training = render_benchmark(report).split("training (")[1]
+    assert "of ceiling" in training and training.count(">100%!") == 4
+
+
+def test_each_training_path_is_a_fraction_of_its_own_precisions_ceiling():
+    rows = [{"gflops": {"fp32": 10.0, "default (bf16)": 40.0}}]
+    (row,) = bench._training_fractions(rows, ("fp32", "bf16"), {"fp32": 100.0, "bf16": 200.0})
+    assert row["fraction_of_ceiling"] == {"fp32": pytest.approx(0.1), "default (bf16)": pytest.approx(0.2)}
 
 
 @pytest.mark.parametrize("option", ["peers", "int8"])
 def test_cpu_only_paths_are_refused_on_a_gpu(option, monkeypatch):
-    import torch
-
-    import vggnet.infer.benchmark as bench
-
     monkeypatch.setattr(bench, "resolve_device", lambda name: torch.device("cuda"))
     with pytest.raises(ValueError, match="--device cpu"):
         benchmark("vgg11", img_size=32, device="cuda", **{option: True})
 
 
 def test_compute_ceiling_is_a_rate():
-    import torch
-
     assert compute_ceiling(torch.float32, torch.device("cpu"), repeats=1) > 0
 
 
-def test_benchmark_cli_json(image_folder, capsys):
-    code = main(["benchmark", "--model", "vgg11", "--img-size", "32", "--batch-size", "1", "--rounds", "1",
-                 "--data", str(image_folder), "--no-training", "--format", "json", "--device", "cpu"])  # fmt: skip
+def test_benchmark_cli_json(trained, fake_ceiling, capsys):
+    checkpoint, data = trained
+    fake_ceiling(1e6)
+    code = main(["benchmark", "--model", str(checkpoint), "--batch-size", "1", "--rounds", "1", "--data", str(data),
+                 "--no-training", "--format", "json", "--device", "cpu"])  # fmt: skip
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["model"] == "vgg11" and len(report["inference"]) >= 3
+    assert report["weights"] == str(checkpoint) and report["warnings"] == []
+    assert report["img_size"] == 32  # no --img-size: the checkpoint's own
+    assert len(report["inference"]) >= 3
     assert main(["benchmark", "--batch-size", "one"]) == 2

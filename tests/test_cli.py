@@ -1,13 +1,19 @@
 """The `vggnet` command: installed console script, `python -m vggnet`, and every verb's output and errors."""
 
+import argparse
+import ast
 import json
 import re
 import subprocess
 import sys
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
-from vggnet.cli import main
+from vggnet.cli import build_parser, main
+from vggnet.extras import MissingExtra
+from vggnet.training.config import TrainConfig, make_config
 
 
 def run(capsys, *argv):
@@ -29,12 +35,12 @@ def test_console_script_reports_vgg16_as_json():
 
 def test_python_dash_m_lists_the_commands_with_examples():
     result = subprocess.run([sys.executable, "-m", "vggnet", "--help"], capture_output=True, text=True, check=True)
-    for text in ["summary", "models", "examples:", "vggnet summary vgg16 --format json"]:
+    for text in ["summary", "models", "examples:", "vggnet summary --model vgg16 --format json"]:
         assert text in result.stdout
 
 
 def test_summary_table(capsys):
-    code, out, _ = run(capsys, "summary", "vgg_tiny", "--input-size", "64")
+    code, out, _ = run(capsys, "summary", "--model", "vgg_tiny", "--input-size", "64")
     assert code == 0
     assert out.startswith("vgg11 (classic head, 1000 classes), input 3x64x64")
     assert "pool5    MaxPool2d" in out
@@ -43,7 +49,7 @@ def test_summary_table(capsys):
 
 def test_summary_markdown_with_model_options(capsys):
     code, out, _ = run(
-        capsys, "summary", "vgg16_bn", "--input-size", "32", "--head", "compact", "--num-classes", "10",
+        capsys, "summary", "--model", "vgg16_bn", "--input-size", "32", "--head", "compact", "--num-classes", "10",
         "--in-chans", "1", "--width-mult", "0.5", "--format", "markdown",
     )  # fmt: skip
     assert code == 0
@@ -66,9 +72,9 @@ def test_models_table_and_json(capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["summary", "vgg17"], "unknown model 'vgg17'; choose one of: vgg11, "),
-        (["summary", "vgg16", "--input-size", "16"], "input size 16 is too small .* at least 32"),
-        (["summary", "vgg16", "--num-classes", "-1"], "num_classes=-1 must be an integer >= 0"),
+        (["summary", "--model", "vgg17"], "unknown model 'vgg17'; choose one of: vgg11, "),
+        (["summary", "--model", "vgg16", "--input-size", "16"], "input size 16 is too small .* at least 32"),
+        (["summary", "--model", "vgg16", "--num-classes", "-1"], "num_classes=-1 must be an integer >= 0"),
     ],
 )
 def test_bad_values_exit_2_with_the_fix(capsys, argv, message):
@@ -78,9 +84,204 @@ def test_bad_values_exit_2_with_the_fix(capsys, argv, message):
     assert re.search(message, err)
 
 
-@pytest.mark.parametrize("argv", [["summary"], ["summary", "vgg16", "--format", "yaml"], ["train-all"], []])
-def test_usage_errors_exit_2(capsys, argv):
+@pytest.mark.parametrize(
+    ("argv", "prog"),
+    [(["summary", "vgg16", "--format", "yaml"], "vggnet summary"), (["train-all"], "vggnet"), ([], "vggnet")],
+)
+def test_usage_errors_exit_2_in_two_lines(capsys, argv, prog):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    assert "usage: vggnet" in capsys.readouterr().err
+    error, hint = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"{prog}: error: ")
+    assert hint == f"run '{prog} --help' for usage"
+
+
+def usage_error(capsys, *argv) -> str:
+    """What a usage error prints (stderr), checking that it exits with 2 and prints nothing on stdout."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and out == ""
+    return err
+
+
+def verb_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Each verb's parser, as the top-level parser holds them (argparse offers no public accessor)."""
+    return next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_a_bad_value_is_one_line_from_the_verb_with_a_hint(capsys):
+    err = usage_error(capsys, "train", "--lr", "abc")
+    assert err == (
+        "vggnet train: error: argument --lr: invalid float value: 'abc'\nrun 'vggnet train --help' for usage\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--epoch", "3"], "vggnet train: error: unrecognized arguments: --epoch 3 (did you mean --epochs?)"),
+        (
+            ["predict", "--model", "m.pt", "x.jpg", "--top", "3"],
+            "unrecognized arguments: --top 3 (did you mean --topk?)",
+        ),
+        (["summary", "--model", "vgg16", "--formt=json"], "(did you mean --format?)"),
+        (["--vers", "models"], "vggnet: error: unrecognized arguments: --vers (did you mean --version?)"),
+    ],
+)
+def test_abbreviations_are_refused_by_the_verb_that_was_given_them(capsys, argv, message):
+    assert message in usage_error(capsys, *argv).splitlines()[0]
+
+
+@pytest.mark.parametrize("command", verb_parsers())
+def test_no_verb_takes_abbreviated_flags(capsys, command):
+    assert verb_parsers()[command].allow_abbrev is False
+    # With abbreviations on, `--hel` would print the help and exit 0.
+    assert usage_error(capsys, command, "--hel").startswith(f"vggnet {command}: error: ")
+
+
+def train_help_defaults(capsys, monkeypatch) -> dict[str, tuple[str, str | None]]:
+    """Flag -> (default shown, default shown for a run without --data, if given) from `vggnet train --help`."""
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapped help lines
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    options = re.sub(r"\n {3,}", " ", capsys.readouterr().out.split("options:")[1])  # a help line under its flag
+    shown = {}
+    for flag, default in re.findall(r"^  (--[a-z-]+)[^\n(]*\(([^)]*)\)$", options, flags=re.MULTILINE):
+        with_data, _, without_data = default.partition("; without --data: ")
+        shown[flag] = (with_data, without_data or None)
+    return shown
+
+
+def shows(text: str, value, optimizer: str) -> bool:
+    """Whether a default shown in help is `value`; optimizer-dependent ones read "sgd 0.01, adamw 0.001"."""
+    return f"{optimizer} {value:g}" in text.split(", ") if "," in text else text == str(value)
+
+
+def test_train_help_shows_the_defaults_each_kind_of_run_uses(capsys, monkeypatch):
+    shown = train_help_defaults(capsys, monkeypatch)
+    with_data, without_data = make_config({"data": "photos"}), make_config({})  # what `train` runs with
+    checked = 0
+    for field in fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(field.default, bool) or flag not in shown or shown[flag][0].startswith("default:"):
+            continue  # switches, and prose defaults such as --workers'
+        used_with, used_without = getattr(with_data, field.name), getattr(without_data, field.name)
+        first, second = shown[flag]
+        assert shows(first, used_with, with_data.opt), flag
+        assert shows(second or first, used_without, without_data.opt), flag
+        assert (second is None) == (used_with == used_without), flag
+        checked += 1
+    assert checked >= 20
+    assert shown["--epochs"] == ("30", "10") and shown["--model"] == ("vgg16_bn", "vgg11_bn")
+
+
+def test_summary_takes_model_like_the_other_verbs(capsys):
+    code, by_flag, _ = run(capsys, "summary", "--model", "vgg_tiny", "--input-size", "64")
+    assert code == 0 and by_flag.startswith("vgg11 (classic head, 1000 classes), input 3x64x64")
+    assert run(capsys, "summary", "vgg_tiny", "--input-size", "64") == (0, by_flag, "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["summary"], "vggnet summary: error: which model? pass --model NAME (such as vgg16) or --model CHECKPOINT"),
+        (["summary", "vgg16", "--model", "vgg13"], "vggnet summary: error: the model is given twice (--model vgg13 "),
+    ],
+)
+def test_summary_needs_the_model_exactly_once(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and err.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (MissingExtra("ONNX export needs onnx: pip install 'vggnet[export]'"), "ONNX export needs onnx: pip install "),
+        (ModuleNotFoundError("No module named 'safetensors'", name="safetensors"), "No module named 'safetensors'"),
+    ],
+)
+def test_a_missing_package_is_one_line_without_a_traceback(capsys, monkeypatch, error, line):
+    def export(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("vggnet.infer.export.export", export)
+    code, out, err = run(capsys, "export", "--model", "vgg11", "--format", "onnx")
+    assert code == 1 and out == ""
+    assert err.startswith(f"vggnet export: failed: {line}") and len(err.splitlines()) == 1
+
+
+def test_eval_and_predict_say_where_they_wrote(trained, tmp_path, capsys):
+    checkpoint, data = trained
+    image = next((data / "val" / "ant").iterdir())
+    code, out, err = run(capsys, "eval", "--model", str(checkpoint), "--data", str(data), "--format", "json",
+                         "--out", str(tmp_path / "eval"), "--precision", "fp32")  # fmt: skip
+    assert code == 0 and json.loads(out)["num_images"] == 12
+    written = sorted(path.name for path in (tmp_path / "eval").iterdir())
+    assert err.splitlines()[-1] == f"wrote {', '.join(written)} -> {tmp_path / 'eval'}" and len(written) == 3
+    viz = tmp_path / "viz"
+    code, out, err = run(capsys, "predict", "--model", str(checkpoint), str(image), "--format", "csv",
+                         "--save-viz", str(viz))  # fmt: skip
+    assert code == 0 and out.splitlines()[0].startswith("path,rank,class")
+    assert err.splitlines()[-1] == f"wrote 1 image(s) with their predictions drawn -> {viz}"
+    assert [path.name for path in viz.iterdir()] == [image.name]
+
+
+def test_help_and_version_and_import_do_not_import_torch():
+    # In a fresh interpreter: the heavy packages each step had imported once it was done (none, for all of them).
+    script = """
+import json, sys
+from vggnet.cli import main
+
+loaded = {}
+def record(step):
+    loaded[step] = sorted(name for name in sys.modules if name.split(".")[0] in HEAVY)
+
+for argv in (["--help"], ["--version"], ["train", "--help"], ["summary", "--help"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+    record(" ".join(argv))
+import vggnet
+
+record("import vggnet")
+vggnet.list_models()
+record("vggnet.list_models()")
+print(json.dumps(loaded))
+"""
+    heavy = ["torch", "torchvision", "torchmetrics", "numpy", "PIL", "matplotlib", "scipy", "yaml"]
+    result = subprocess.run(
+        [sys.executable, "-c", f"HEAVY = {heavy!r}\n{script}"], capture_output=True, text=True, check=True
+    )
+    assert "vggnet train [-h]" in result.stdout and "\nvggnet 0." in result.stdout
+    loaded = json.loads(result.stdout.splitlines()[-1])
+    assert loaded == dict.fromkeys(loaded, []) and len(loaded) == 6
+
+
+def test_the_package_offers_its_names_lazily_and_to_type_checkers_alike():
+    import vggnet
+    import vggnet.models
+    import vggnet.training
+
+    for package in (vggnet, vggnet.models, vggnet.training):
+        source = Path(package.__file__).read_text(encoding="utf-8")
+        guarded = next(
+            node
+            for node in ast.parse(source).body
+            if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        )
+        for_checkers = {
+            ("." * node.level + (node.module or ""), alias.name) for node in guarded.body for alias in node.names
+        }
+        lazy = {(module, name) for module, names in package._EXPORTS.items() for name in names}
+        assert for_checkers == lazy, package.__name__
+        assert set(package.__all__) <= set(dir(package))
+        for name in package.__all__:
+            assert getattr(package, name) is not None
+    namespace = {}
+    exec("from vggnet import *", namespace)  # noqa: S102
+    assert namespace["create_model"] is vggnet.models.factory.create_model
+    with pytest.raises(AttributeError, match="module 'vggnet' has no attribute 'create_modle'"):
+        vggnet.create_modle  # noqa: B018

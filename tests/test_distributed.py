@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -15,9 +14,13 @@ TINY = ["--model", "vgg11_bn", "--head", "compact", "--width-mult", "0.125", "--
         "--precision", "fp32", "--lr", "0.05"]  # fmt: skip
 
 
-def torchrun(args: list[str], processes: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
+# Only a guard against a hung job (TimeoutExpired): far longer than a tiny job takes on a busy machine.
+HANG_GUARD_S = 600
+
+
+def torchrun(args: list[str], processes: int = 2) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_S, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +128,12 @@ sys.exit(main(sys.argv[1:]))
 def test_a_failing_process_ends_the_job(image_folder, tmp_path):
     script = tmp_path / "failing.py"
     script.write_text(FAILING_RANK)
-    started = time.monotonic()
+    # A hang (the healthy process waiting for the failed one) would raise TimeoutExpired.
     result = torchrun([str(script), "train", "--data", str(image_folder), "--out", str(tmp_path / "runs"),
-                       "--epochs", "2", "--batch-size", "4", *TINY], timeout=180)  # fmt: skip
+                       "--epochs", "2", "--batch-size", "4", *TINY])  # fmt: skip
     assert result.returncode != 0
     assert "rank 1 fails on purpose" in result.stdout + result.stderr
-    assert time.monotonic() - started < 180
+    assert "epoch 1/2" not in result.stdout  # the healthy process did not go on alone
 
 
 def test_sync_bn_on_the_cpu_is_refused(image_folder, tmp_path):

@@ -1,12 +1,20 @@
-"""Named intermediate activations against torchvision's own feature extractor."""
+"""Named intermediate activations against torchvision's own feature extractor, and the pictures drawn from
+them and from runs (feature grids, Grad-CAM, training curves, confusion matrices), checked for what they show."""
 
+import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import write_image_folder
+from PIL import Image
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 import vggnet
+from vggnet.data import build_transform, load_rgb
+from vggnet.infer.evaluate import evaluate
+from vggnet.infer.visualize import feature_grid, grad_cam, save_grad_cam
+from vggnet.plots import plot_results
 
 PERCEPTUAL_LAYERS = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
 
@@ -74,9 +82,114 @@ def test_gradients_flow_for_perceptual_losses():
 def test_bad_requests_name_the_valid_layers():
     model = vggnet.create_model("vgg11", head="compact", width_mult=0.125)
     x = torch.randn(1, 3, 32, 32)
-    with pytest.raises(ValueError, match=r"unknown layer\(s\) \['relu4_3'\]; choose from: conv1_1, relu1_1"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown layer 'relu4_3' in this vgg11 \(compact head\); did you mean 'relu4_2'\? "
+        r"its layers are: conv1_1, relu1_1",
+    ):
         vggnet.extract_features(model, x, ["relu1_1", "relu4_3"])
     with pytest.raises(ValueError, match="no layers requested; choose from: conv1_1"):
         vggnet.extract_features(model, x, [])
     with pytest.raises(ValueError, match="too small"):
         vggnet.extract_features(model, torch.randn(1, 3, 16, 16), ["relu1_1"])
+
+
+# ---- the pictures ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The matplotlib figures saved during a test, to check what the written pictures show."""
+    from matplotlib.figure import Figure
+
+    figures, save = [], Figure.savefig
+
+    def record(figure, *args, **kwargs):
+        figures.append(figure)
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return figures
+
+
+def test_feature_grid_labels_each_channel_on_one_colour_scale(trained, tmp_path, saved_figures):
+    checkpoint, data = trained
+    image = sorted((data / "val" / "ant").glob("*.png"))[0]
+    path = feature_grid(checkpoint, image, "conv2_1", tmp_path / "grid.png", max_maps=10, device="cpu")
+    model = vggnet.load_model(checkpoint).eval()
+    x = build_transform(model.pretrained_cfg["preprocess"])(load_rgb(image))[None]
+    with torch.no_grad():
+        maps = vggnet.extract_features(model, x, ["conv2_1"])["conv2_1"][0, :10].numpy()
+    [figure] = saved_figures
+    grid, colour_bar = figure.axes
+    assert [text.get_text() for text in grid.texts] == [str(channel) for channel in range(10)]
+    [mosaic] = grid.images
+    # fp32 on either memory format: the kernels round differently, to about 1e-6 of the values' scale.
+    assert mosaic.get_clim() == pytest.approx((maps.min(), maps.max()), abs=1e-4)
+    shown = np.ma.filled(mosaic.get_array(), np.nan)
+    shown = shown[~np.isnan(shown)]
+    repeats = shown.size // maps.size  # each map pixel drawn as a square of pixels
+    assert shown.size == repeats * maps.size and repeats >= 1
+    np.testing.assert_allclose(np.sort(shown), np.sort(np.repeat(maps.ravel(), repeats)), atol=1e-4)
+    assert colour_bar.get_ylabel() == "conv2_1 activation"
+    title = figure.get_suptitle()
+    assert "vgg11_bn" in title and "conv2_1" in title and image.name in title and "0-9 of 16" in title
+    assert Image.open(path).format == "PNG"
+    with pytest.raises(ValueError, match="is a vector, not feature maps"):
+        feature_grid(checkpoint, image, "fc", tmp_path / "x.png")
+
+
+def test_grad_cam_of_a_small_input_shows_it_enlarged_beside_the_overlay(trained, tmp_path, saved_figures):
+    checkpoint, data = trained
+    image = sorted((data / "val" / "cat").glob("*.png"))[0]
+    result = grad_cam(checkpoint, image, target="bee", device="cpu")
+    assert result.view.shape == (3, 32, 32)
+    width, height = Image.open(save_grad_cam(result, tmp_path / "cam.png")).size
+    [figure] = saved_figures
+    left, right, colour_bar = figure.axes
+    [view] = left.images
+    np.testing.assert_array_equal(view.get_array(), result.view.permute(1, 2, 0).numpy())
+    assert view.get_interpolation() == "nearest"  # the input's pixels stay crisp when enlarged
+    picture_view, heat_map = right.images
+    assert heat_map.get_array().shape[0] >= 224 and heat_map.get_cmap().name == "jet"
+    assert [label.get_text() for label in colour_bar.get_yticklabels()] == ["low", "high"]
+    assert colour_bar.get_ylabel() == "evidence for 'bee'"
+    assert f"class 'bee' is (probability {result.probability:.3f})" in figure.get_suptitle()
+    assert image.name in figure.get_suptitle() and result.layer in right.get_title()
+    assert width > 1.5 * height and height > 224  # two panels, each larger than the 32x32 input
+
+
+def test_results_mark_the_best_epoch_with_whole_epochs_and_a_legend_off_the_curves(tmp_path, saved_figures):
+    rows = [
+        {"epoch": epoch, "train_loss": loss, "val_loss": loss * 1.2, "train_top1": top1, "val_top1": top1,
+         "val_top5": 1.0}
+        for epoch, loss, top1 in [(1, 2.0, 0.3), (2, 1.0, 0.8), (3, 0.5, 0.9), (4, 0.4, 0.85), (5, 0.3, 0.9)]
+    ]  # fmt: skip
+    plot_results(rows, tmp_path / "results.png")
+    [figure] = saved_figures
+    figure.canvas.draw()
+    for axis in figure.axes:
+        assert axis.get_xlabel() == "epoch" and axis.get_ylabel()
+        ticks = [tick for tick in axis.get_xticks() if axis.get_xlim()[0] <= tick <= axis.get_xlim()[1]]
+        assert ticks and all(tick == int(tick) for tick in ticks)
+        legend = axis.get_legend().get_window_extent()
+        assert not legend.overlaps(axis.get_window_extent())
+    best = [line for line in figure.axes[1].lines if line.get_label().startswith("best")]
+    assert [(list(line.get_xdata()), list(line.get_ydata())) for line in best] == [([3], [0.9])]  # first of equals
+    assert best[0].get_label() == "best: epoch 3, val top-1 0.9000"
+
+
+def test_confusion_matrix_of_a_class_subset_shows_the_evaluated_classes(trained, tmp_path, saved_figures):
+    checkpoint, _ = trained
+    some = write_image_folder(tmp_path / "deep" / "folder" / "ants_and_cats", classes=("ant", "cat"), split=False)
+    report = evaluate(checkpoint, some, precision="fp32", out=tmp_path / "eval")
+    [figure] = saved_figures
+    axis = figure.axes[0]
+    assert [label.get_text() for label in axis.get_yticklabels()] == ["ant", "cat"]
+    assert [label.get_text() for label in axis.get_xticklabels()] == ["ant", "cat", "(other)"]
+    assert axis.get_title() == f"ants_and_cats: top-1 {report['top1']:.4f} on 16 images"  # the name, not the path
+    assert figure.get_supxlabel() == "(other): predicted as a class not evaluated here (1 of the model's 3: bee)"
+    full = torch.tensor(report["confusion_matrix"])
+    expected = torch.stack([full[[0, 2]][:, 0], full[[0, 2]][:, 2], full[[0, 2]][:, 1]], dim=1).double()
+    shown = torch.from_numpy(np.asarray(axis.images[0].get_array()))
+    torch.testing.assert_close(shown, expected / expected.sum(dim=1, keepdim=True))

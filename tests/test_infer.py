@@ -1,6 +1,9 @@
 """Using a trained model: eval, predict, embed, feature maps, Grad-CAM and export, on a tiny trained checkpoint."""
 
 import json
+import re
+import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +21,9 @@ from vggnet.infer.embed import embed
 from vggnet.infer.evaluate import evaluate
 from vggnet.infer.export import export
 from vggnet.infer.predict import predict
-from vggnet.infer.visualize import MIN_TILE, feature_grid, grad_cam, save_grad_cam
+from vggnet.infer.quantize import quantize
+from vggnet.infer.source import inference_ready, load_for_inference
+from vggnet.infer.visualize import feature_grid, grad_cam, save_grad_cam
 
 
 def _manual_predictions(checkpoint, paths):
@@ -79,6 +84,31 @@ def test_eval_on_some_of_the_classes(trained, tmp_path, caplog):
     assert [report["per_class"][name]["support"] for name in ("ant", "bee", "cat")] == [8, 8, 0]
     text = vggnet.infer.evaluate.render_report(report)
     assert "\ncat " not in text and "(1 of the model's classes had no images and are not listed)" in text
+
+
+def test_eval_on_one_class(trained, tmp_path):
+    """One class of the model's is a fair evaluation: top-1 is the share of its images predicted as it."""
+    checkpoint, _ = trained
+    # Red images, which the model learned as "ant", in a folder named "bee": most go to another class.
+    bees = write_image_folder(tmp_path / "bees", classes=("bee",), split=False)
+    report = evaluate(checkpoint, bees, precision="fp32", out=tmp_path / "eval")
+    paths = sorted((bees / "bee").glob("*.png"))
+    predicted = _manual_predictions(checkpoint, paths).argmax(dim=1)
+    hits = int((predicted == 1).sum())
+    assert report["num_images"] == 8 and report["evaluated_classes"] == ["bee"]
+    assert report["top1"] == hits / 8 and report["top5"] == 1.0  # three classes: all in the top 5
+    assert report["per_class"]["bee"] == {
+        "precision": 1.0 if hits else 0.0, "recall": hits / 8, "f1": pytest.approx(2 * hits / (8 + hits)), "support": 8
+    }  # fmt: skip
+    # The CSV, like the picture, has the evaluated class, and the predictions of the others in one column.
+    assert (tmp_path / "eval" / "confusion_matrix.csv").read_text().splitlines() == [
+        "true \\ predicted,bee,(other)", f"bee,{hits},{8 - hits}"
+    ]  # fmt: skip
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["confusion_matrix"][1] == [
+        int((predicted == c).sum()) for c in range(3)
+    ]  # the JSON keeps every class's column
+    with pytest.raises(ValueError, match="has 0 class folder.*there is nothing to evaluate"):
+        evaluate(checkpoint, bees / "bee")
 
 
 def test_eval_of_an_imagenet_model_on_folders_named_by_wordnet_id(tmp_path):
@@ -172,14 +202,32 @@ def test_predict_cli_exit_codes_and_formats(trained, mixed_inputs, tmp_path, cap
     assert Image.open(picture).size == (256, 256)  # a 20x20 image, enlarged so the text is legible
 
 
+def test_saved_visualisations_keep_the_input_format(trained, tmp_path):
+    checkpoint, data = trained
+    source = Image.open(sorted((data / "val" / "ant").glob("*.png"))[0])
+    inputs = [tmp_path / "photo.jpg", tmp_path / "scan.PNG", tmp_path / "photo.png", tmp_path / "noext"]
+    for path, format in zip(inputs, ["JPEG", "PNG", "PNG", "PNG"], strict=True):
+        source.save(path, format=format)
+    predict(checkpoint, inputs, save_viz=tmp_path / "viz")
+    written = {path.name: Image.open(path).format for path in (tmp_path / "viz").iterdir()}
+    # A name without a suffix (a format Pillow cannot write, likewise) becomes PNG.
+    assert written == {"photo.jpg": "JPEG", "scan.PNG": "PNG", "photo.png": "PNG", "noext.png": "PNG"}
+
+
 def test_a_predictor_loads_once_for_many_calls(trained):
     checkpoint, data = trained
     predictor = vggnet.Predictor(checkpoint, precision="fp32", batch_size=4)
     assert predictor.classes == ["ant", "bee", "cat"]
     images = sorted(str(p) for p in (data / "val").rglob("*.png"))
     first, second = predictor(images, topk=1), predictor(images[:2], topk=2)
-    assert [r["top"][0] for r in first[:2]] == [r["top"][0] for r in second]
-    assert first == predict(checkpoint, images, topk=1, precision="fp32")
+    # The same computation (same batches) gives the same numbers, whichever object runs it.
+    assert first == predict(checkpoint, images, topk=1, precision="fp32", batch_size=4)
+    # Another batch size changes only the rounding of fp32 sums (the convolution kernels differ with the batch).
+    default_batches = predict(checkpoint, images, topk=1, precision="fp32")
+    for records, reference in [(second, first[:2]), (default_batches, first)]:
+        assert [r["top"][0]["class"] for r in records] == [r["top"][0]["class"] for r in reference]
+        for record, expected in zip(records, reference, strict=True):
+            assert record["top"][0]["prob"] == pytest.approx(expected["top"][0]["prob"], abs=1e-5)
 
 
 def test_summary_of_a_checkpoint(trained, capsys):
@@ -193,8 +241,58 @@ def test_summary_of_a_checkpoint(trained, capsys):
 def test_predict_needs_weights_for_a_model_name(trained):
     with pytest.raises(ValueError, match="--model vgg16 has random weights; add --pretrained imagenet"):
         predict("vgg16", ["x.png"])
-    with pytest.raises(ValueError, match="neither a checkpoint file nor a model name"):
-        predict("vgg17.pt", ["x.png"])
+    with pytest.raises(ValueError, match="^no such file: vgg17.pt; check the path$"):
+        predict("vgg17.pt", ["x.png"])  # looks like a path: said so, not "neither ... nor a model name"
+    with pytest.raises(ValueError, match="'vgg17' is neither a checkpoint file nor a model name; did you mean 'vgg1"):
+        predict("vgg17", ["x.png"])
+
+
+def test_a_misspelt_checkpoint_path_suggests_the_file_beside_it(trained):
+    checkpoint, _ = trained
+    misspelt = checkpoint.with_name("bets.pt")
+    with pytest.raises(ValueError, match=f"^no such file: {re.escape(str(misspelt))}; did you mean .*/best.pt\\?$"):
+        predict(misspelt, ["x.png"])
+    run_dir = checkpoint.parent
+    with pytest.raises(ValueError, match=f"{re.escape(str(run_dir))} is a folder, not a weights file; pass a weights"):
+        predict(str(run_dir), ["x.png"])
+
+
+def test_a_users_own_model_is_left_as_it_was(trained, tmp_path):
+    checkpoint, data = trained
+    model = vggnet.load_model(checkpoint)  # in train mode, contiguous, on the CPU: as a user may hold it
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    images = sorted(str(p) for p in (data / "val").rglob("*.png"))
+
+    def unchanged():
+        assert all(module.training for module in model.modules())
+        for key, value in model.state_dict().items():  # parameters and BatchNorm's running statistics
+            assert value.device.type == "cpu" and value.is_contiguous(), key
+            assert torch.equal(value, before[key]), key
+
+    records = predict(model, images, precision="fp32", device="cpu")
+    unchanged()
+    # ... and it ran in eval mode (on a copy): the same results as the checkpoint's
+    assert records == predict(checkpoint, images, precision="fp32", device="cpu")
+    predict(model, images[:2], device="cpu")  # the default precision (a low-precision copy where native)
+    unchanged()
+    evaluate(model, data, precision="fp32", device="cpu")
+    unchanged()
+    embed(model, images[:2], precision="fp32", device="cpu")
+    unchanged()
+    feature_grid(model, images[0], "conv1_1", tmp_path / "grid.png", device="cpu")
+    unchanged()
+    grad_cam(model, images[0], device="cpu")
+    unchanged()
+    export(model, "torchscript", out=tmp_path / "m.torchscript.pt")
+    unchanged()
+
+
+def test_a_model_ready_for_inference_is_used_as_it_is(trained):
+    checkpoint, _ = trained
+    ready = vggnet.load_model(checkpoint).eval().to(memory_format=torch.channels_last)
+    assert inference_ready(ready, torch.device("cpu")) is ready
+    assert load_for_inference(ready, device="cpu").model is ready  # no copy of a large model needlessly
+    assert inference_ready(ready.train(), torch.device("cpu")) is not ready
 
 
 def test_imagenet_weights_give_imagenet_class_names(hub_dir, file_server, monkeypatch, trained):
@@ -243,8 +341,21 @@ def test_embed_shapes_normalisation_and_file(trained, mixed_inputs, tmp_path):
     stored = np.load(path)
     assert stored["features"].shape == (6, 64) and list(stored["paths"]) == embeddings.paths
     assert str(stored["layer"]) == "flatten"
-    with pytest.raises(ValueError, match="unknown --layer 'fc7'; choose one of: conv1_1"):
+    with pytest.raises(ValueError, match="unknown layer 'fc7' in this vgg11_bn \\(compact head\\); fc7 is a layer of"):
         embed(checkpoint, mixed_inputs, layer="fc7")
+
+
+def test_embed_of_an_empty_folder_writes_nothing(trained, tmp_path, capsys):
+    checkpoint, _ = trained
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    message = f"no images were found in {empty} ({empty}: a folder with no images); nothing was written"
+    with pytest.raises(RuntimeError, match=f"^{re.escape(message)}$"):
+        embed(checkpoint, [empty])
+    out = tmp_path / "e.npz"
+    assert main(["embed", "--model", str(checkpoint), str(empty), "--out", str(out)]) == 1
+    assert message in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_embed_cli(trained, mixed_inputs, tmp_path, capsys):
@@ -255,18 +366,6 @@ def test_embed_cli(trained, mixed_inputs, tmp_path, capsys):
 
 
 # ---- feature maps and Grad-CAM -----------------------------------------------------------------------------
-
-
-def test_feature_grid_size(trained, tmp_path):
-    checkpoint, data = trained
-    image = sorted((data / "val" / "ant").glob("*.png"))[0]
-    path = feature_grid(checkpoint, image, "conv2_1", tmp_path / "grid.png")
-    # conv2_1: 16 maps of 16x16 at a 32x32 input, each enlarged 4x to 64 pixels, 4 per row, 2-pixel padding.
-    assert Image.open(path).size == (4 * (MIN_TILE + 2) + 2, 4 * (MIN_TILE + 2) + 2)
-    path = feature_grid(checkpoint, image, "conv1_1", tmp_path / "few.png", max_maps=3)
-    assert Image.open(path).size == (2 * (MIN_TILE + 2) + 2, 2 * (MIN_TILE + 2) + 2)
-    with pytest.raises(ValueError, match="is a vector, not feature maps"):
-        feature_grid(checkpoint, image, "fc", tmp_path / "x.png")
 
 
 def _reference_grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, target: int):
@@ -305,7 +404,8 @@ def test_grad_cam_matches_an_independent_implementation(tmp_path):
     expected = _reference_grad_cam(reference, reference.features[19], x, 7)  # features.19 is relu5_2
     torch.testing.assert_close(result.cam, expected, atol=1e-4, rtol=1e-3)
     path = save_grad_cam(result, tmp_path / "cam.png")
-    assert Image.open(path).size == (224, 224)
+    width, height = Image.open(path).size
+    assert width > 1.5 * height  # the input beside the overlay (tests/test_features.py checks the panels)
 
 
 def test_explain_cli(trained, tmp_path, capsys):
@@ -316,7 +416,8 @@ def test_explain_cli(trained, tmp_path, capsys):
         == 0
     )
     assert "Grad-CAM of 'bee'" in capsys.readouterr().out
-    assert Image.open(tmp_path / "c.png").size == (224, 224)  # a 32x32 view, enlarged
+    width, height = Image.open(tmp_path / "c.png").size
+    assert width > 1.5 * height and height > 224  # a 32x32 view, enlarged, beside the overlay
     assert (
         main(["explain", "--model", str(checkpoint), str(image), "--class", "cow", "--out", str(tmp_path / "d.png")])
         == 2
@@ -384,11 +485,66 @@ def test_export_cli_writes_beside_the_checkpoint_and_never_overwrites(trained, c
         torch.testing.assert_close(loaded(x), vggnet.load_model(checkpoint).eval()(x), atol=1e-4, rtol=1e-4)
 
 
+def test_export_and_quantize_find_a_taken_output_path_before_loading(tmp_path, monkeypatch):
+    from vggnet.infer import quantize as quantize_module
+
+    def too_early(*args, **kwargs):
+        pytest.fail("the model was loaded before the output path was checked")
+
+    monkeypatch.setattr(export_module, "load_for_inference", too_early)
+    monkeypatch.setattr(quantize_module, "load_for_inference", too_early)
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"never read")
+    for taken in ("best.onnx", "best.int8.pt"):
+        (tmp_path / taken).write_text("the user's")
+    with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path))}/best.onnx already exists; pass --out"):
+        export(checkpoint, "onnx")
+    with pytest.raises(ValueError, match="best.int8.pt already exists; pass --out"):
+        quantize(checkpoint, tmp_path)
+    assert (tmp_path / "best.onnx").read_text() == "the user's"
+    # A registry model's default path (an alias resolves to its variant), checked before any download.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "export").mkdir(parents=True)
+    (tmp_path / "runs" / "export" / "vgg16.torchscript.pt").write_text("the user's")
+    with pytest.raises(ValueError, match="^runs/export/vgg16.torchscript.pt already exists"):
+        export("vgg", "torchscript", pretrained="imagenet")
+
+
+# ---- optional extras ---------------------------------------------------------------------------------------
+
+
+def test_a_missing_extra_names_the_package_and_the_pip_command(monkeypatch):
+    from vggnet.extras import MissingExtra, require
+
+    assert require("json", "export", "testing") is json
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an environment without it gives
+    with pytest.raises(ImportError, match=r"^ONNX export needs onnxruntime: pip install 'vggnet\[export\]'$") as error:
+        require("onnxruntime", "export", "ONNX export")
+    assert isinstance(error.value, RuntimeError)  # so the CLI reports it in one line
+    too_old = r"needs a newer json \(the installed one has no json.nowhere\): pip install -U 'vggnet\[export\]'"
+    with pytest.raises(MissingExtra, match=too_old):
+        require("json.nowhere", "export", "testing")
+
+
+def test_onnx_export_without_the_export_extra(trained, tmp_path, monkeypatch, capsys):
+    from vggnet.extras import MissingExtra
+
+    checkpoint, _ = trained
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    out = tmp_path / "m.onnx"
+    with pytest.raises(MissingExtra, match=r"^ONNX export needs onnxscript: pip install 'vggnet\[export\]'$"):
+        export(checkpoint, "onnx", out=out)
+    assert main(["export", "--model", str(checkpoint), "--format", "onnx", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "ONNX export needs onnxscript: pip install 'vggnet[export]'" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 # ---- the fast path -----------------------------------------------------------------------------------------
 
 
 def test_folding_batchnorm_keeps_outputs_and_layer_names():
-    from vggnet.infer.runner import fold_batchnorm
+    from vggnet.models.inference_form import fold_batchnorm
 
     torch.manual_seed(0)
     model = vggnet.create_model("vgg13_bn", num_classes=5, width_mult=0.25).train()
@@ -432,6 +588,31 @@ def test_compiled_path_agrees(trained):
 
 
 # ---- int8 --------------------------------------------------------------------------------------------------
+
+
+def test_files_are_recognised_by_content_not_by_name(trained, tmp_path, monkeypatch):
+    pytest.importorskip("torchao")
+    from vggnet.extras import MissingExtra
+
+    checkpoint, data = trained
+    written = quantize(checkpoint, data / "train", out=tmp_path / "model.int8.pt", calib_images=4).path
+    renamed = written.rename(tmp_path / "weights.bin")  # away from .int8.pt
+    loaded = load_for_inference(renamed)
+    assert loaded.precision == "int8" and not isinstance(loaded.model, vggnet.VGG)
+    assert loaded.classes == ["ant", "bee", "cat"]
+    with pytest.raises(ValueError, match="weights.bin is an int8 model written by `vggnet quantize`, not a VGG"):
+        vggnet.load_model(renamed)
+    fp32_named_int8 = shutil.copy(checkpoint, tmp_path / "best.int8.pt")  # and the other way round
+    loaded = load_for_inference(fp32_named_int8, device="cpu", precision="fp32")
+    assert loaded.precision == "fp32" and isinstance(loaded.model, vggnet.VGG)
+    # Without torchao, quantizing and running an int8 model say which extra to install.
+    for name in ("torchao", "torchao.quantization.pt2e.quantize_pt2e"):
+        monkeypatch.setitem(sys.modules, name, None)
+    needs = r"^int8 quantization needs torchao: pip install 'vggnet\[quantize\]'$"
+    with pytest.raises(MissingExtra, match=needs):
+        load_for_inference(renamed)
+    with pytest.raises(MissingExtra, match=needs):
+        quantize(checkpoint, data / "train", out=tmp_path / "again.int8.pt")
 
 
 def test_quantized_model_runs_through_predict_and_eval(trained, tmp_path, capsys):

@@ -3,6 +3,7 @@ files that are damaged, foreign or carry pickled code."""
 
 import logging
 import os
+import re
 
 import pytest
 import torch
@@ -229,7 +230,43 @@ def test_files_without_a_state_dict_are_refused(tmp_path, obj):
 
 
 def test_missing_file_and_unknown_tag():
-    with pytest.raises(ValueError, match="weights file 'nowhere/vgg.pth' does not exist"):
+    with pytest.raises(ValueError, match=r"no such file: nowhere/vgg.pth \(there is no folder nowhere\)"):
         tiny(pretrained="nowhere/vgg.pth")
     with pytest.raises(ValueError, match="unknown pretrained weights 'imagenet21k' for vgg11; choose one of: imagenet"):
         tiny(pretrained="imagenet21k")
+
+
+@pytest.mark.parametrize(
+    ("text", "is_path"),
+    [
+        ("runs/train/exp/best.pt", True),
+        ("best.pt", True),
+        ("model.int8.pt", True),
+        ("weights.pth", True),
+        ("export.safetensors", True),
+        ("./imagenet", True),
+        ("~/weights", True),
+        (".hidden", True),
+        ("imagenet", False),
+        ("vgg16_bn", False),
+        ("imagenet21k", False),
+    ],
+)
+def test_what_looks_like_a_path(text, is_path):
+    from vggnet.models.loading import looks_like_path
+
+    assert looks_like_path(text) is is_path
+
+
+def test_a_misspelt_path_suggests_the_file_beside_it(tmp_path):
+    torch.save(tiny().state_dict(), tmp_path / "best.pt")
+    (tmp_path / "best.png").write_bytes(b"an image, not weights: never suggested")
+    folder = re.escape(str(tmp_path))
+    with pytest.raises(ValueError, match=f"^no such file: {folder}/bset.pt; did you mean {folder}/best.pt\\?$"):
+        tiny(pretrained=str(tmp_path / "bset.pt"))
+    with pytest.raises(ValueError, match=f"^no such file: {folder}/other.pth; check the path$"):
+        tiny(pretrained=tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=f"^{folder} is a folder, not a weights file; pass a weights file in it: best"):
+        tiny(pretrained=tmp_path)
+    with pytest.raises(ValueError, match=f"^no such file: {folder}/bset.pt; did you mean"):
+        vggnet.load_model(tmp_path / "bset.pt")

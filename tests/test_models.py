@@ -126,8 +126,24 @@ def test_canonical_layer_names():
     bn_names = vggnet.create_model("vgg11_bn").layer_names
     assert bn_names[:4] == ["conv1_1", "bn1_1", "relu1_1", "pool1"]
     assert vggnet.create_model("vgg19", head="compact").layer_names[-4:] == ["avgpool", "flatten", "drop", "fc"]
-    with pytest.raises(ValueError, match="unknown layer 'conv6_1'; choose one of: conv1_1"):
+    with pytest.raises(ValueError, match="unknown layer 'conv6_1' in this vgg16 .*did you mean 'conv5_1'"):
         model.get_layer("conv6_1")
+
+
+def test_an_unknown_layer_lists_the_models_layers_and_the_closest():
+    compact = vggnet.create_model("vgg11_bn", head="compact", width_mult=0.125)
+    with pytest.raises(ValueError) as error:
+        compact.get_layer("relu5_3")
+    message = str(error.value)
+    assert message.startswith("unknown layer 'relu5_3' in this vgg11_bn (compact head); did you mean 'relu5_2'?")
+    assert message.endswith(f"its layers are: {', '.join(compact.layer_names)}")
+    # A classic-head name on a compact model (the README's old `--layer relu7`) says which head has it.
+    with pytest.raises(ValueError, match="relu7 is a layer of the classic head, and this model has the compact head"):
+        compact.get_layer("relu7")
+    with pytest.raises(ValueError, match="fc is a layer of the compact head, and this model has the classic head"):
+        vggnet.create_model("vgg11", width_mult=0.125).get_layer("fc")
+    with pytest.raises(ValueError, match=r"unknown layer 'xyz' in this vgg11_bn \(compact head\); its layers are"):
+        compact.get_layer("xyz")  # nothing close: no suggestion
 
 
 def test_forward_features_head_and_pre_logits():

@@ -3,13 +3,16 @@ untrusted checkpoints, numerical faults, and fuzzing of the decoder and the chec
 
 The long budgets (20 kill trials, hundreds of fuzz examples) run with `pytest -m slow`."""
 
+import csv
 import io
 import os
+import queue
 import random
 import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 
@@ -188,72 +191,148 @@ def test_eval_and_train_skip_bad_files_and_strict_refuses(trained, tmp_path, cap
 
 # ---- crash safety ------------------------------------------------------------------------------------------
 
+EPOCHS = 6
 TRAIN_ARGS = ["--model", "vgg11_bn", "--head", "compact", "--width-mult", "0.125", "--img-size", "32",
-              "--batch-size", "4", "--workers", "0", "--precision", "fp32", "--epochs", "6"]  # fmt: skip
+              "--batch-size", "4", "--workers", "0", "--precision", "fp32", "--epochs", str(EPOCHS)]  # fmt: skip
+# Only a guard against a hung process: far longer than any state takes to come on a busy machine.
+HANG_GUARD_S = 300
 
 
-def _start_training(data, out):
-    return subprocess.Popen(
-        [sys.executable, "-m", "vggnet", "train", "--data", str(data), "--out", str(out), *TRAIN_ARGS],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+class _Training:
+    """`vggnet train` in a subprocess whose output is read line by line as it comes, so that a test acts on a
+    state of the run rather than after a guessed time. The line `epoch N/...` is printed after epoch N's
+    checkpoints and metrics.csv are written. Used as a context manager: the process is ended on the way out."""
+
+    def __init__(self, data, out) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vggnet", "train", "--data", str(data), "--out", str(out), *TRAIN_ARGS],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},  # each line when printed, not when a pipe buffer fills
+        )  # fmt: skip
+        self.output: list[str] = []
+        self._lines: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self._lines.put((time.monotonic(), line))
+        self._lines.put((time.monotonic(), None))  # the end of the output
+
+    def _next_line(self, waiting_for: str) -> tuple[float, str | None]:
+        try:
+            arrived, line = self._lines.get(timeout=HANG_GUARD_S)
+        except queue.Empty:
+            pytest.fail(f"no output for {HANG_GUARD_S} s while waiting for {waiting_for} (hung?):\n{self.tail()}")
+        if line is not None:
+            self.output.append(line)
+        return arrived, line
+
+    def wait_for_line(self, prefix: str) -> float:
+        """Wait for a line that starts with `prefix`; returns when it was printed (`time.monotonic()`)."""
+        while True:
+            arrived, line = self._next_line(f"a line starting with {prefix!r}")
+            if line is None:
+                pytest.fail(f"training exited ({self.process.wait()}) before printing {prefix!r}:\n{self.tail()}")
+            if line.startswith(prefix):
+                return arrived
+
+    def finish(self) -> int:
+        """Read the rest of the output and return the exit code."""
+        while self._next_line("the end of the output")[1] is not None:
+            pass
+        return self.process.wait()
+
+    def tail(self) -> str:
+        return "".join(self.output)[-3000:]
+
+    def __enter__(self) -> "_Training":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self._reader.join()
+        self.process.stdout.close()
 
 
-def _check_run_folder(run):
-    """Whatever the moment of the crash: checkpoints load whole, and a resume finishes with one row per epoch."""
-    for name in ("best.pt", "last.pt"):
-        if (run / name).exists():
-            content = torch.load(run / name, weights_only=True)
-            assert content["format"] == "vggnet-checkpoint"
-    if not (run / "last.pt").exists():
-        return False
+def _read_metrics(run) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:  # a torn row has missing fields (None values) or extra ones (under the key None)
+        assert None not in row and None not in row.values() and all(row.values()), f"torn metrics.csv row {row}"
+    return rows
+
+
+def _same_rows(rows: list[dict], history: list[dict]) -> bool:
+    """Whether metrics.csv's rows are the epochs in `history` (last.pt's record), as written to 6 digits."""
+    return len(rows) == len(history) and all(
+        float(row[key]) == pytest.approx(value, rel=1e-5)
+        for row, epoch in zip(rows, history, strict=True)
+        for key, value in epoch.items()
+    )
+
+
+def _kill_and_resume(data, out, rng: random.Random) -> int:
+    """Train in a subprocess, SIGKILL it at a random moment after its second epoch's checkpoint, check what it
+    left and resume it to the end. Returns the epoch that last.pt held at the kill."""
+    with _Training(data, out) as training:
+        first = training.wait_for_line("epoch 1/")
+        second = training.wait_for_line("epoch 2/")
+        # Within the next two epochs, as long as this run takes for them (whatever the machine's load), so that
+        # kills land in training steps, in validation and in each file's write; the four epochs left give a
+        # margin against the run ending first.
+        time.sleep(rng.uniform(0.0, 2.0 * (second - first)))
+        training.process.kill()
+        code = training.finish()
+    assert code == -signal.SIGKILL, f"the run ended ({code}) before it was killed:\n{training.tail()}"
+    run = out / "exp"
+    assert torch.load(run / "best.pt", weights_only=True)["format"] == "vggnet-checkpoint"
+    saved = torch.load(run / "last.pt", weights_only=True)["progress"]
+    assert saved["epoch"] >= 2 and saved["partial"]["step"] == 0
+    # metrics.csv is written after last.pt: whole, and as long as last.pt's record or one epoch behind it.
+    before = _read_metrics(run)
+    assert _same_rows(before, saved["history"]) or _same_rows(before, saved["history"][:-1]), before
+
     result = vggnet.train(resume=run / "last.pt")
-    rows = (run / "metrics.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in rows] == ["epoch", "1", "2", "3", "4", "5", "6"]
-    assert all(len(line.split(",")) == 9 for line in rows)
-    assert result.metrics["epoch"] == 6
+    rows = _read_metrics(run)
+    assert [int(row["epoch"]) for row in rows] == list(range(1, EPOCHS + 1))
+    # The epochs finished before the kill are kept as they were (timings included): continued, not redone.
+    assert _same_rows(rows[: saved["epoch"]], saved["history"]), rows
+    assert result.metrics["epoch"] == EPOCHS
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == EPOCHS
+    assert torch.load(run / "best.pt", weights_only=True)["format"] == "vggnet-checkpoint"
     assert not list(run.glob(".*.tmp"))
-    return True
-
-
-def _kill_trials(tmp_path, trials: int, seed: int) -> int:
-    data = write_image_folder(tmp_path / "data", per_class=8)
-    rng = random.Random(seed)
-    resumed = 0
-    for trial in range(trials):
-        out = tmp_path / f"runs{trial}"
-        process = _start_training(data, out)
-        time.sleep(rng.uniform(3.0, 7.0))  # start-up takes ~3 s; each epoch well under a second
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        run = out / "exp"
-        if run.exists():
-            resumed += _check_run_folder(run)
-    return resumed
+    return saved["epoch"]
 
 
 def test_sigkill_at_random_moments_loses_nothing(tmp_path):
-    _kill_trials(tmp_path, trials=2, seed=0)  # each trial's checks are asserted inside
+    data = write_image_folder(tmp_path / "data", per_class=8)
+    rng = random.Random(0)
+    for trial in range(2):
+        _kill_and_resume(data, tmp_path / f"runs{trial}", rng)
 
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing_twenty_times(tmp_path):
-    resumed = _kill_trials(tmp_path, trials=20, seed=1)
-    assert resumed >= 10  # most kills land after the first checkpoint, and every one of those resumes
+    data = write_image_folder(tmp_path / "data", per_class=8)
+    rng = random.Random(1)
+    saved_epochs = [_kill_and_resume(data, tmp_path / f"runs{trial}", rng) for trial in range(20)]
+    assert len(set(saved_epochs)) >= 2, saved_epochs  # the kills landed in more than one epoch
 
 
 def test_sigterm_saves_last_pt_and_says_how_to_resume(tmp_path):
     data = write_image_folder(tmp_path / "data", per_class=40)
-    process = _start_training(data, tmp_path / "runs")
     run = tmp_path / "runs" / "exp"
-    deadline = time.monotonic() + 60
-    while not (run / "last.pt").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert f"Resume with: vggnet train --resume {run / 'last.pt'}" in err
-    assert torch.load(run / "last.pt", weights_only=True)["format"] == "vggnet-checkpoint"
+    with _Training(data, tmp_path / "runs") as training:
+        training.wait_for_line("epoch 1/")  # the stop handler is in place, and five epochs are left to stop
+        training.process.send_signal(signal.SIGTERM)
+        code = training.finish()
+    assert code == 130, training.tail()
+    assert f"Resume with: vggnet train --resume {run / 'last.pt'}" in training.tail()
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["format"] == "vggnet-checkpoint" and 1 <= last["progress"]["epoch"] < EPOCHS
 
 
 # ---- numerical faults --------------------------------------------------------------------------------------

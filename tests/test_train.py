@@ -8,27 +8,13 @@ import signal
 import pytest
 import torch
 import yaml
+from conftest import tiny_train
 
 import vggnet
 from vggnet import atomic as checkpoint_module
 from vggnet.cli import main
+from vggnet.data import build_transform, load_rgb
 from vggnet.training import TrainConfig, TrainingInterrupted, loop, train
-
-TINY = {
-    "model": "vgg11_bn",
-    "head": "compact",
-    "width_mult": 0.125,
-    "img_size": 32,
-    "batch_size": 8,
-    "epochs": 3,
-    "workers": 0,
-    "lr": 0.05,
-    "precision": "fp32",
-}
-
-
-def tiny_train(data, out, **overrides):
-    return train(data=str(data), out=str(out), **{**TINY, **overrides})
 
 
 def read_rows(run_dir):
@@ -101,7 +87,38 @@ def test_other_optimizer_schedule_and_augmentation(image_folder, tmp_path):
     assert last["preprocess"]["resize"] == round(32 / 0.875)
     assert [g["lr"] for g in last["optimizer"]["param_groups"]] == [1e-3, 1e-3]  # constant: no schedule
     assert last["optimizer"]["param_groups"][1]["weight_decay"] == 0.0  # none on biases and norms
-    assert result.metrics["train_loss"] > 0.1  # label smoothing keeps the loss away from zero
+
+
+def test_the_training_loss_is_label_smoothed_cross_entropy(image_folder, tmp_path):
+    """One step from known weights: the epoch's recorded loss is that step's loss, which must be the label-smoothed
+    cross-entropy of those weights on the training images, computed here from its definition."""
+    smoothing, classes = 0.1, ["ant", "bee", "cat"]
+    torch.manual_seed(0)
+    # No BatchNorm and no dropout, so that training mode computes what eval mode does.
+    start = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125, dropout=0.0)
+    with torch.no_grad():
+        # Confident predictions (logits in the tens), where smoothing changes the loss most.
+        torch.nn.init.normal_(start.classifier[-1].weight, std=3.0)
+    torch.save(start.state_dict(), tmp_path / "start.pt")
+    # All 24 training images in one batch: one step, taken from the known weights.
+    result = tiny_train(
+        image_folder, tmp_path / "runs", model="vgg11", dropout=0.0, augment="none", epochs=1, batch_size=24,
+        pretrained=str(tmp_path / "start.pt"), label_smoothing=smoothing,
+    )  # fmt: skip
+
+    paths = sorted((image_folder / "train").rglob("*.png"))
+    preprocess = torch.load(result.run_dir / "last.pt", weights_only=True)["preprocess"]
+    images = torch.stack([build_transform(preprocess)(load_rgb(path)) for path in paths])
+    labels = torch.tensor([classes.index(path.parent.name) for path in paths])
+    with torch.no_grad():
+        log_probs = start.eval()(images).log_softmax(dim=1)
+    # The smoothed target: 1 - s on the true class, and s spread evenly over all K classes.
+    target = torch.full_like(log_probs, smoothing / len(classes))
+    target[torch.arange(len(labels)), labels] += 1 - smoothing
+    smoothed = -(target * log_probs).sum(dim=1).mean().item()
+    plain = -log_probs[torch.arange(len(labels)), labels].mean().item()
+    assert result.metrics["train_loss"] == pytest.approx(smoothed, rel=1e-4)
+    assert abs(smoothed - plain) > 100 * 1e-4 * plain  # the test tells the two apart
 
 
 def test_runs_are_numbered_never_overwritten(image_folder, tmp_path):

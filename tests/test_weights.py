@@ -2,6 +2,8 @@
 
 import dataclasses
 import hashlib
+import json
+import os
 
 import pytest
 import torch
@@ -91,8 +93,10 @@ def test_a_server_that_is_gone_says_where_to_put_the_file(hub_dir, closed_port_u
     entry = dataclasses.replace(PRETRAINED[("vgg16", "imagenet")], url=f"{closed_port_url}/vgg16-397923af.pth")
     monkeypatch.setitem(PRETRAINED, ("vgg16", "imagenet"), entry)
     expected_path = hub_dir / "checkpoints" / "vgg16-397923af.pth"
-    with pytest.raises(RuntimeError, match=f"could not download .* put it at {expected_path}"):
+    with pytest.raises(RuntimeError, match=f"could not download .* put it at {expected_path}") as error:
         vggnet.create_model("vgg16", pretrained="imagenet", progress=False)
+    # Said for both the CLI and Python.
+    assert str(error.value).endswith("or pass a local copy with --pretrained PATH (pretrained=PATH in Python)")
     assert list((hub_dir / "checkpoints").iterdir()) == []
 
 
@@ -125,3 +129,89 @@ def test_sha256_of_reads_in_chunks(tmp_path):
     data = bytes(range(256)) * 10_000
     path.write_bytes(data)
     assert weights_module.sha256_of(path) == hashlib.sha256(data).hexdigest()
+
+
+def _count_hashing(monkeypatch) -> list:
+    """Count the SHA-256 computations (torch hub's while downloading, and vggnet's of a cached file)."""
+    calls = []
+    real = hashlib.sha256
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "sha256", counting)
+    return calls
+
+
+def test_the_hash_is_checked_once_and_remembered_until_it_changes(hub_dir, file_server, tiny_weights, monkeypatch):
+    folder, base_url = file_server
+    entry = _publish(folder, base_url, tiny_weights)
+    monkeypatch.setitem(PRETRAINED, ("vgg11", "imagenet"), entry)
+    hashed = _count_hashing(monkeypatch)
+    path = fetch_pretrained(entry, progress=False)  # downloaded, hashed while it streams in
+    assert len(hashed) == 1
+    for _ in range(2):
+        model = vggnet.create_model("vgg11", head="compact", width_mult=0.125, pretrained="imagenet", progress=False)
+    assert len(hashed) == 1  # two loads, no second hash of the file
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in tiny_weights.items())
+    memo = weights_module.memo_path(path)
+    assert json.loads(memo.read_text())["size"] == path.stat().st_size
+
+    # A new modification time (the same bytes, copied back, say) is hashed again once, then remembered again.
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert fetch_pretrained(entry, progress=False) == path and len(hashed) == 2
+    assert fetch_pretrained(entry, progress=False) == path and len(hashed) == 2
+
+
+@pytest.mark.parametrize("same_size", [True, False])
+def test_a_file_corrupted_after_its_check_is_still_caught(hub_dir, file_server, tiny_weights, monkeypatch, same_size):
+    folder, base_url = file_server
+    entry = _publish(folder, base_url, tiny_weights)
+    path = fetch_pretrained(entry, progress=False)
+    memo = weights_module.memo_path(path)
+    stale = memo.read_text()
+    data = path.read_bytes()
+    damaged = bytes([data[0] ^ 0xFF]) + data[1:] if same_size else data[:-100]
+    stat = path.stat()
+    path.write_bytes(damaged)
+    # Rewritten within the same clock tick, the file could keep its time: give it a later one, as time would.
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert memo.read_text() == stale
+    with pytest.raises(RuntimeError, match=f"cached weights {path} are corrupted"):
+        fetch_pretrained(entry, progress=False)
+
+
+def test_a_damaged_or_foreign_memo_means_hashing_again(hub_dir, file_server, tiny_weights, monkeypatch):
+    folder, base_url = file_server
+    entry = _publish(folder, base_url, tiny_weights)
+    path = fetch_pretrained(entry, progress=False)
+    hashed = _count_hashing(monkeypatch)
+    memo = weights_module.memo_path(path)
+    record = json.loads(memo.read_text())
+    for text in ["{not json", json.dumps({**record, "sha256_prefix": "00000000"})]:
+        memo.write_text(text)
+        assert fetch_pretrained(entry, progress=False) == path
+    assert len(hashed) == 2
+    assert json.loads(memo.read_text()) == record  # rewritten by the check that passed
+
+
+def test_the_imagenet_tag_never_means_a_file_of_that_name(hub_dir, file_server, tiny_weights, monkeypatch, tmp_path):
+    folder, base_url = file_server
+    monkeypatch.setitem(PRETRAINED, ("vgg11", "imagenet"), _publish(folder, base_url, tiny_weights))
+    torch.manual_seed(1)
+    local = vggnet.create_model("vgg11", head="compact", width_mult=0.125).state_dict()
+    work = tmp_path / "work"
+    work.mkdir()
+    torch.save(local, work / "imagenet")
+    monkeypatch.chdir(work)
+
+    def loaded(pretrained):
+        model = vggnet.create_model("vgg11", head="compact", width_mult=0.125, pretrained=pretrained, progress=False)
+        return model.state_dict()
+
+    official = loaded("imagenet")
+    assert all(torch.equal(official[k], v) for k, v in tiny_weights.items())
+    for as_file in ["./imagenet", work / "imagenet"]:  # a path spelled as one, or a Path object
+        assert all(torch.equal(loaded(as_file)[k], v) for k, v in local.items())

@@ -6,60 +6,57 @@
 >>> model = vggnet.create_model("vgg16", num_classes=10, pretrained="imagenet")
 >>> vggnet.summarize("vgg16").total_params
 138357544
+
+The names below are imported on first use (`vggnet.create_model` imports torch then), so that `import vggnet`
+itself costs next to nothing.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from .allocator import keep_freed_memory
-from .analysis import LayerSummary, ModelSummary, describe_models, summarize
-from .infer.embed import embed
-from .infer.evaluate import evaluate
-from .infer.export import export
-from .infer.predict import Predictor, predict
-from .infer.quantize import quantize
-from .infer.visualize import feature_grid, grad_cam, save_grad_cam
-from .models import (
-    VGG,
-    LoadReport,
-    create_model,
-    extract_features,
-    imagenet_categories,
-    list_models,
-    load_model,
-    load_weights,
-)
-from .training import TrainConfig, TrainResult, train
+from ._version import __version__
+from .lazy import lazy_exports
 
-try:
-    __version__ = version("vggnet")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+_EXPORTS = {
+    ".allocator": ["keep_freed_memory"],
+    ".analysis": ["LayerSummary", "ModelSummary", "describe_models", "summarize"],
+    ".infer.embed": ["embed"],
+    ".infer.evaluate": ["evaluate"],
+    ".infer.export": ["export"],
+    ".infer.predict": ["Predictor", "predict"],
+    ".infer.quantize": ["quantize"],
+    ".infer.visualize": ["feature_grid", "grad_cam", "save_grad_cam"],
+    ".models": [
+        "VGG",
+        "LoadReport",
+        "create_model",
+        "extract_features",
+        "imagenet_categories",
+        "list_models",
+        "load_model",
+        "load_weights",
+    ],
+    ".training": ["TrainConfig", "TrainResult", "train"],
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = ["__version__", *sorted(name for names in _EXPORTS.values() for name in names)]
 
-__all__ = [
-    "VGG",
-    "LayerSummary",
-    "LoadReport",
-    "ModelSummary",
-    "Predictor",
-    "__version__",
-    "create_model",
-    "describe_models",
-    "embed",
-    "evaluate",
-    "export",
-    "feature_grid",
-    "grad_cam",
-    "extract_features",
-    "imagenet_categories",
-    "keep_freed_memory",
-    "list_models",
-    "load_model",
-    "load_weights",
-    "predict",
-    "quantize",
-    "save_grad_cam",
-    "summarize",
-    "train",
-    "TrainConfig",
-    "TrainResult",
-]
+if TYPE_CHECKING:  # what type checkers and IDEs read; at run time `__getattr__` imports each name on first use
+    from .allocator import keep_freed_memory
+    from .analysis import LayerSummary, ModelSummary, describe_models, summarize
+    from .infer.embed import embed
+    from .infer.evaluate import evaluate
+    from .infer.export import export
+    from .infer.predict import Predictor, predict
+    from .infer.quantize import quantize
+    from .infer.visualize import feature_grid, grad_cam, save_grad_cam
+    from .models import (
+        VGG,
+        LoadReport,
+        create_model,
+        extract_features,
+        imagenet_categories,
+        list_models,
+        load_model,
+        load_weights,
+    )
+    from .training import TrainConfig, TrainResult, train

@@ -26,8 +26,6 @@ from .models.vgg import MIN_INPUT_SIZE, VGG
 from .models.weights import PRETRAINED
 from .tables import human_count, render_table
 
-FORMATS = ("table", "json", "markdown")
-
 
 @dataclass(frozen=True)
 class LayerSummary:

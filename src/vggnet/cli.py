@@ -1,45 +1,38 @@
 """The `vggnet` command. Each verb parses its flags, calls one public Python function and prints the result.
 
     vggnet models
-    vggnet summary vgg16 --input-size 224 --format json
+    vggnet summary --model vgg16 --input-size 224 --format json
 
 Exit codes: 0 success, 1 a failure at run time, 2 a bad argument (the message names it and the fix).
+
+Parsing imports no torch: the flags' choices and defaults come from light modules (`choices`, `models.cfgs`,
+`models.registry`, `training.config`), and each verb imports its function when it runs, so that `vggnet --help`
+answers at once.
 """
 
 import argparse
 import csv
+import difflib
 import io
 import json
 import logging
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import NoReturn
 
-from . import __version__
+from ._version import __version__
 from .allocator import configure_for_commands
-from .analysis import FORMATS, describe_models, summarize
-from .data.digits import write_digits
-from .data.transforms import AUGMENTS
-from .infer.benchmark import benchmark, render_benchmark
-from .infer.embed import embed
-from .infer.evaluate import evaluate, render_report
-from .infer.export import FORMATS as EXPORT_FORMATS
-from .infer.export import export
-from .infer.predict import predict
-from .infer.quantize import quantize
-from .infer.visualize import feature_grid, grad_cam, save_grad_cam
-from .models.factory import load_model
+from .choices import AUGMENTS, DEVICES, EXPORT_FORMATS, INFERENCE_BATCH_SIZE, PRECISIONS, REPORT_FORMATS
+from .models.cfgs import HEADS
 from .models.registry import list_models
-from .models.vgg import HEADS
-from .runtime import DEVICES, PRECISIONS
 from .tables import render_table
-from .training.config import OPTIMIZERS, SCHEDULERS
-from .training.loop import TrainingInterrupted, train
-from .training.run_dir import new_run_dir
+from .training.config import DIGITS_DEFAULTS, OPTIMIZER_DEFAULTS, OPTIMIZERS, SCHEDULERS, TrainConfig
 
 EXAMPLES = """\
 examples:
-  vggnet train                           train on the built-in digits (about two minutes on a CPU)
+  vggnet train                           train a small VGG on the built-in digits (sized for a CPU)
   vggnet train --data DIR --model vgg16_bn --pretrained imagenet --epochs 20
   vggnet train --resume runs/train/exp/last.pt
   vggnet eval --model runs/train/exp/best.pt --data DIR
@@ -51,16 +44,47 @@ examples:
   vggnet export --model runs/train/exp/best.pt --format onnx
   vggnet data digits --out data/digits   write the built-in dataset as an image folder
   vggnet models                          the variants with their size, cost and ImageNet accuracy
-  vggnet summary vgg16                   shapes, parameters, MACs and receptive field of every layer
-  vggnet summary vgg16 --format json     the same as JSON
-  vggnet summary vgg11_bn --input-size 32 --head compact --num-classes 10
+  vggnet summary --model vgg16           shapes, parameters, MACs and receptive field of every layer
+  vggnet summary --model vgg16 --format json
+  vggnet summary --model runs/train/exp/best.pt
 
 run 'vggnet COMMAND --help' for a command's options.
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser, and each verb's (`add_subparsers` makes them of the top-level parser's class).
+
+    It takes whole flags only (`--epoch` is not taken for `--epochs`), and reports a usage error in one line, with
+    the command that shows the usage, instead of argparse's usage block. Arguments a verb does not know are the
+    verb's error (`vggnet train: error: ...`, with the closest flag): argparse would leave them to the top-level
+    parser, whose message names neither the verb nor its flags.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(_unrecognized(self, extras))
+        return namespace, extras
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\nrun '{self.prog} --help' for usage\n")
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """The message for arguments `parser` does not take, with the closest flag for the first unknown one."""
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    flag = next((extra.split("=")[0] for extra in extras if extra.startswith("-")), None)
+    # argparse keeps its flags only in this attribute, unchanged since Python 2.7.
+    close = difflib.get_close_matches(flag, list(parser._option_string_actions), n=1) if flag else []
+    return message + (f" (did you mean {close[0]}?)" if close else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vggnet",
         description="Build, load, analyse and use VGG image classifiers.",
         epilog=EXAMPLES,
@@ -83,14 +107,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _train_default(name: str) -> str:
+    """The default of `TrainConfig` field `name` as a help line shows it, followed by the built-in digits' own when
+    that differs: `30; without --data: 10`. Both come from `training.config`, so the help cannot drift from it."""
+    default = next(field.default for field in fields(TrainConfig) if field.name == name)
+    shown = _shown_default(name, default)
+    if name in DIGITS_DEFAULTS and DIGITS_DEFAULTS[name] != default:
+        return f"{shown}; without --data: {_shown_default(name, DIGITS_DEFAULTS[name])}"
+    return shown
+
+
+def _shown_default(name: str, value: object) -> str:
+    if value is None and all(name in defaults for defaults in OPTIMIZER_DEFAULTS.values()):
+        return ", ".join(f"{optimizer} {defaults[name]:g}" for optimizer, defaults in OPTIMIZER_DEFAULTS.items())
+    return str(value)
+
+
 def _add_train(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "train",
         help="train or fine-tune a VGG on an image folder (default: the built-in digits)",
         description="Train or fine-tune a VGG. DIR holds train/<class>/ and val/<class>/ folders (or valid/, "
-        "validation/), or class folders directly, split by --val-split. Without --data, trains on the built-in "
-        "digits with settings that finish in about two minutes on a CPU. Writes runs/train/<name>/: config.yaml, "
-        "metrics.csv, best.pt, last.pt, results.png, confusion_matrix.png.",
+        "validation/), or class folders directly, split by --val-split. Without --data, trains a small VGG on the "
+        "built-in digits, with settings sized for a CPU: where an option below shows two defaults, the second is "
+        "the one used without --data. Writes runs/train/<name>/: config.yaml, metrics.csv, best.pt, last.pt, "
+        "results.png, confusion_matrix.png.",
         epilog="examples:\n  vggnet train\n  vggnet train --data ~/flowers --model vgg16_bn --pretrained imagenet "
         "--freeze-features --epochs 10\n  vggnet train --config my.yaml --lr 0.003\n"
         "  vggnet train --resume runs/train/exp/last.pt",
@@ -98,36 +139,37 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         argument_default=argparse.SUPPRESS,  # only the flags given override the defaults and --config
     )
     add = parser.add_argument
+    default = _train_default
     add("--data", metavar="DIR", help="image folder (default: the built-in digits)")
-    add("--val-split", type=float, metavar="F", help="fraction held out per class when DIR has no val/ (0.2)")
-    add("--model", metavar="NAME", help=f"one of: {', '.join(list_models(include_aliases=True))} (vgg16_bn)")
+    add("--val-split", type=float, metavar="F", help=f"held out per class if DIR has no val/ ({default('val_split')})")
+    add("--model", metavar="NAME", help=f"one of: {', '.join(list_models(include_aliases=True))} ({default('model')})")
     add("--pretrained", metavar="imagenet|PATH", help="start from these weights (default: random initialisation)")
-    add("--head", choices=HEADS, help="classifier head (classic)")
-    add("--dropout", type=float, help="dropout in the head (0.5)")
-    add("--width-mult", type=float, help="multiplies every convolution's channels (1.0)")
+    add("--head", choices=HEADS, help=f"classifier head ({default('head')})")
+    add("--dropout", type=float, help=f"dropout in the head ({default('dropout')})")
+    add("--width-mult", type=float, help=f"multiplies every convolution's channels ({default('width_mult')})")
     add("--freeze-features", action="store_true", help="train the head only")
     add("--sync-bn", action="store_true", help="under torchrun, synchronise BatchNorm statistics across processes")
-    add("--epochs", type=int, help="epochs (30)")
-    add("--batch-size", type=int, help="images per step (32)")
-    add("--lr", type=float, help="peak learning rate (sgd 0.01, adamw 0.001)")
-    add("--opt", choices=OPTIMIZERS, help="optimizer (sgd, momentum 0.9)")
-    add("--momentum", type=float, help="SGD momentum (0.9)")
-    add("--weight-decay", type=float, help="weight decay on weights, not biases or norms (sgd 5e-4, adamw 0.05)")
-    add("--sched", choices=SCHEDULERS, help="learning-rate schedule after warm-up (cosine)")
-    add("--warmup-epochs", type=int, help="epochs of linear warm-up (1)")
-    add("--label-smoothing", type=float, help="label smoothing (0)")
-    add("--img-size", type=int, help="square input side (224)")
-    add("--crop-pct", type=float, help="evaluation centre crop as a fraction of the resized image (0.875)")
-    add("--augment", choices=AUGMENTS, help="training augmentation (basic)")
-    add("--precision", choices=PRECISIONS, help="auto: bf16 where the hardware runs it natively, else fp32")
-    add("--workers", type=int, help="data-loading processes (one per spare core, at most 8)")
-    add("--seed", type=int, help="random seed (0)")
+    add("--epochs", type=int, help=f"epochs ({default('epochs')})")
+    add("--batch-size", type=int, help=f"images per step ({default('batch_size')})")
+    add("--lr", type=float, help=f"peak learning rate ({default('lr')})")
+    add("--opt", choices=OPTIMIZERS, help=f"optimizer ({default('opt')})")
+    add("--momentum", type=float, help=f"SGD momentum ({default('momentum')})")
+    add("--weight-decay", type=float, help=f"on weights, not biases or norms ({default('weight_decay')})")
+    add("--sched", choices=SCHEDULERS, help=f"learning-rate schedule after warm-up ({default('sched')})")
+    add("--warmup-epochs", type=int, help=f"epochs of linear warm-up ({default('warmup_epochs')})")
+    add("--label-smoothing", type=float, help=f"label smoothing ({default('label_smoothing')})")
+    add("--img-size", type=int, help=f"square input side ({default('img_size')})")
+    add("--crop-pct", type=float, help=f"evaluation centre crop, fraction of the resized image ({default('crop_pct')})")
+    add("--augment", choices=AUGMENTS, help=f"training augmentation ({default('augment')})")
+    add("--precision", choices=PRECISIONS, help=f"auto: bf16 if the hardware has it, or fp32 ({default('precision')})")
+    add("--workers", type=int, help="data-loading processes (default: one per spare core)")
+    add("--seed", type=int, help=f"random seed ({default('seed')})")
     add("--deterministic", action="store_true", help="use deterministic algorithms (slower)")
-    add("--patience", type=int, help="stop after this many epochs without a better val top-1 (0: never)")
-    add("--device", choices=DEVICES, help="auto: CUDA when available")
+    add("--patience", type=int, help=f"stop after N epochs with no better val top-1, 0: never ({default('patience')})")
+    add("--device", choices=DEVICES, help=f"auto: CUDA when available ({default('device')})")
     add("--config", metavar="FILE.yaml", help="settings file; flags override it")
-    add("--out", metavar="DIR", help="runs folder (runs/train)")
-    add("--name", help="run name; numbered when taken (exp, exp2, ...)")
+    add("--out", metavar="DIR", help=f"runs folder ({default('out')})")
+    add("--name", help=f"run name, numbered when taken: exp, exp2, ... ({default('name')})")
     add("--tensorboard", action="store_true", help="also write TensorBoard event files")
     add("--strict", action="store_true", help="refuse unreadable images before training instead of skipping them")
     add("--resume", metavar="last.pt", help="continue a run from its last.pt")
@@ -136,6 +178,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int | None:
+    from .training.loop import TrainingInterrupted, train
+
     settings = {key: value for key, value in vars(args).items() if key not in ("run", "command", "argv", "nproc")}
     if getattr(args, "nproc", 1) > 1:
         return _launch_torchrun(args.nproc, args.argv)
@@ -172,7 +216,9 @@ def _inference_options(args: argparse.Namespace) -> dict:
 
 
 def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
+    parser.add_argument(
+        "--batch-size", type=int, default=INFERENCE_BATCH_SIZE, help=f"images per batch ({INFERENCE_BATCH_SIZE})"
+    )
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0)")
 
 
@@ -195,15 +241,27 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> None:
-    out = Path(args.out) if args.out else None
-    report = evaluate(
-        args.model,
-        args.data,
-        **_inference_options(args),
-        compile=args.compile,
-        out=out or new_run_dir("runs/eval", "exp"),
-    )
+    from .infer.evaluate import evaluate, render_report
+    from .training.run_dir import new_run_dir
+
+    out = Path(args.out).expanduser() if args.out else new_run_dir("runs/eval", "exp")
+    before = _file_states(out)
+    try:
+        report = evaluate(args.model, args.data, **_inference_options(args), compile=args.compile, out=out)
+    except BaseException:
+        if not args.out and not any(out.iterdir()):  # a failed evaluation leaves no empty run folder behind
+            out.rmdir()
+        raise
     print(render_report(report, args.format))
+    written = sorted(name for name, state in _file_states(out).items() if before.get(name) != state)
+    print(f"wrote {', '.join(written)} -> {out}", file=sys.stderr)  # stderr: stdout stays the report alone
+
+
+def _file_states(folder: Path) -> dict[str, tuple[int, int]]:
+    """Name -> (modification time, size) of each entry in `folder`, to tell which ones a command wrote."""
+    if not folder.is_dir():
+        return {}
+    return {path.name: (stat.st_mtime_ns, stat.st_size) for path in folder.iterdir() for stat in [path.stat()]}
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
@@ -225,6 +283,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
+    from .infer.predict import predict
+
     records = predict(
         args.model,
         args.paths,
@@ -235,6 +295,9 @@ def _run_predict(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
     )
     print(render_records(records, args.format))
+    if args.save_viz:  # stderr: stdout stays parseable JSON or CSV
+        drawn = sum("top" in record for record in records)
+        print(f"wrote {drawn} image(s) with their predictions drawn -> {args.save_viz}", file=sys.stderr)
     failed = sum("error" in record for record in records)
     if failed:
         print(f"{failed} of {len(records)} input(s) failed", file=sys.stderr)
@@ -260,6 +323,8 @@ def _add_embed(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
+    from .infer.embed import embed
+
     embeddings = embed(
         args.model,
         args.paths,
@@ -280,7 +345,8 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "features",
         help="a grid of one layer's feature maps for an image",
-        description="Save a grid of the feature maps of --layer for IMAGE, each map in its own colour range.",
+        description="Save a grid of the feature maps of --layer for IMAGE, all maps on one colour scale (a colour "
+        "bar shows it).",
         epilog="example: vggnet features --model runs/train/exp/best.pt cat.jpg --layer conv1_1 --out grid.png",
     )
     _add_model_arguments(parser, precision=False)
@@ -292,6 +358,8 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_features(args: argparse.Namespace) -> None:
+    from .infer.visualize import feature_grid
+
     path = feature_grid(
         args.model, args.image, args.layer, args.out, pretrained=args.pretrained, max_maps=args.max_maps,
         device=args.device,
@@ -316,6 +384,8 @@ def _add_explain(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_explain(args: argparse.Namespace) -> None:
+    from .infer.visualize import grad_cam, save_grad_cam
+
     result = grad_cam(
         args.model, args.image, target=args.target, layer=args.layer, pretrained=args.pretrained, device=args.device
     )
@@ -341,6 +411,8 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> None:
+    from .infer.export import export
+
     result = export(
         args.model, args.format, out=args.out, pretrained=args.pretrained, img_size=args.img_size,
         dynamic_batch=args.dynamic_batch,
@@ -370,6 +442,8 @@ def _add_quantize(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_quantize(args: argparse.Namespace) -> None:
+    from .infer.quantize import quantize
+
     result = quantize(
         args.model, args.calib, pretrained=args.pretrained, val=args.val, out=args.out, calib_images=args.calib_images
     )
@@ -388,12 +462,18 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
         description="Time torchvision's eager fp32 model (the baseline) and vggnet's paths on the same weights, "
         "interleaved, with ratios to the baseline, p50/p90 latency, achieved GFLOP/s as a fraction of this "
         "machine's matrix-multiply ceiling, top-1 agreement with fp32 on real images, and training throughput.",
-        epilog="example: vggnet benchmark --model vgg16 --batch-size 1,8 --peers --compile",
+        epilog="example: vggnet benchmark --model runs/train/exp/best.pt --batch-size 1,8 --peers --compile",
     )
-    parser.add_argument("--model", default="vgg16", help="registry name (vgg16)")
+    parser.add_argument(
+        "--model",
+        default="vgg16",
+        metavar="CKPT|NAME",
+        help="a checkpoint, or a registry name: with --pretrained, or random weights that measure speed only (vgg16)",
+    )
+    parser.add_argument("--pretrained", metavar="imagenet|PATH", help="weights for a registry name")
     parser.add_argument("--batch-size", default="1,8", help="comma-separated batch sizes (1,8)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="the fast path's precision (auto)")
-    parser.add_argument("--img-size", type=int, default=224, help="input side (224)")
+    parser.add_argument("--img-size", type=int, help="input side (default: the checkpoint's, else 224)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per path (5)")
     parser.add_argument("--peers", action="store_true", help="also ONNX Runtime and OpenVINO, where installed")
     parser.add_argument("--compile", action="store_true", help="also the torch.compile path")
@@ -406,6 +486,8 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_benchmark(args: argparse.Namespace) -> None:
+    from .infer.benchmark import benchmark, render_benchmark
+
     try:
         batch_sizes = tuple(int(size) for size in args.batch_size.split(","))
     except ValueError as error:
@@ -414,7 +496,7 @@ def _run_benchmark(args: argparse.Namespace) -> None:
         raise ValueError("--rounds and every --batch-size must be at least 1")
     report = benchmark(
         args.model, batch_sizes, args.precision, args.img_size, args.rounds, args.peers, args.compile, args.data,
-        not args.no_training, args.device, args.int8,
+        not args.no_training, args.device, args.int8, pretrained=args.pretrained,
     )  # fmt: skip
     print(json.dumps(report, indent=2) if args.format == "json" else render_benchmark(report))
 
@@ -475,6 +557,8 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_data(args: argparse.Namespace) -> None:
+    from .data.digits import write_digits
+
     out = write_digits(args.out)
     print(f"digits dataset in {out}: train/ 1437 images, val/ 360 images, 10 classes")
 
@@ -485,17 +569,15 @@ def _add_summary(commands: argparse._SubParsersAction) -> None:
         help="per-layer shapes, parameters, MACs, receptive field and stride of a model",
         description="Print a model layer by layer: canonical name, type, output shape, parameters, MACs, "
         "receptive field and effective stride, then the totals.",
-        epilog="example: vggnet summary vgg16 --input-size 224 --format markdown",
+        epilog="example: vggnet summary --model vgg16 --input-size 224 --format markdown",
     )
-    parser.add_argument(
-        "model",
-        metavar="MODEL",
-        help=f"a checkpoint, or one of: {', '.join(list_models(include_aliases=True))}",
-    )
+    names = ", ".join(list_models(include_aliases=True))
+    parser.add_argument("--model", metavar="CKPT|NAME", help=f"a checkpoint, or one of: {names}")
+    parser.add_argument("name", nargs="?", metavar="MODEL", help="the same as --model (the older form)")
     parser.add_argument(
         "--input-size", type=int, help="side of the square input (default: 224, or the checkpoint's image size)"
     )
-    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument("--format", choices=REPORT_FORMATS, default="table", help="output format (default: table)")
     parser.add_argument("--num-classes", type=int, default=1000, help="classes of the head (default: 1000)")
     parser.add_argument("--in-chans", type=int, default=3, help="input channels (default: 3)")
     parser.add_argument("--head", choices=HEADS, default="classic", help="classifier head (default: classic)")
@@ -504,12 +586,20 @@ def _add_summary(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_summary(args: argparse.Namespace) -> None:
-    if Path(args.model).expanduser().is_file():  # a checkpoint describes its own architecture
-        model = load_model(Path(args.model).expanduser())
+    if args.model is None and args.name is None:
+        raise ValueError("which model? pass --model NAME (such as vgg16) or --model CHECKPOINT")
+    if args.model is not None and args.name is not None:
+        raise ValueError(f"the model is given twice (--model {args.model} and {args.name}); give it once, with --model")
+    from .analysis import summarize
+    from .models.factory import load_model
+
+    name = args.model or args.name
+    if Path(name).expanduser().is_file():  # a checkpoint describes its own architecture
+        model = load_model(Path(name).expanduser())
         summary = summarize(model, args.input_size or model.pretrained_cfg["preprocess"]["img_size"])
     else:
         summary = summarize(
-            args.model,
+            name,
             args.input_size or 224,
             num_classes=args.num_classes,
             in_chans=args.in_chans,
@@ -527,11 +617,13 @@ def _add_models(commands: argparse._SubParsersAction) -> None:
         "classes) and the published ImageNet-1K accuracy of its official weights.",
     )
     parser.add_argument("--input-size", type=int, default=224, help="input side for the MACs (default: 224)")
-    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument("--format", choices=REPORT_FORMATS, default="table", help="output format (default: table)")
     parser.set_defaults(run=_run_models)
 
 
 def _run_models(args: argparse.Namespace) -> None:
+    from .analysis import describe_models
+
     rows = describe_models(args.input_size)
     if args.format == "json":
         print(json.dumps(rows, indent=2))
@@ -577,18 +669,23 @@ def _show_vggnet_messages() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the `vggnet` command with `argv` (default: the process arguments) and return its exit code."""
-    _show_vggnet_messages()
-    configure_for_commands()
+    """Run the `vggnet` command with `argv` (default: the process arguments) and return its exit code.
+
+    A bad value is exit code 2 with `vggnet VERB: error: ...`; a failure at run time, a missing optional package
+    included (its message names the extra to install), is exit code 1 with `vggnet VERB: failed: ...`: one line,
+    no traceback.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    _show_vggnet_messages()
+    configure_for_commands()
     try:
         code = args.run(args) or 0
     except ValueError as error:
         print(f"vggnet {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except RuntimeError as error:
+    except (ImportError, RuntimeError) as error:
         print(f"vggnet {args.command}: failed: {error}", file=sys.stderr)
         return 1
     return code

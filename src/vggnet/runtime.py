@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
+from .choices import DEVICES, PRECISIONS
+
 logger = logging.getLogger("vggnet")
 
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

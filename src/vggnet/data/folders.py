@@ -111,7 +111,7 @@ def evaluation_samples(root: str | Path, classes: list[str], aliases: dict[str, 
     if not root.is_dir():
         raise ValueError(f"--data {str(root)!r} does not exist; pass a folder of class sub-folders")
     folder = next((root / name for name in EVAL_FOLDER_NAMES if (root / name).is_dir()), root)
-    found, samples = _scan_classes(folder)
+    found, samples = _scan_classes(folder, needed=1)  # one class of a trained model is a fair test of it
     aliases = aliases or {}
     names = [name if name in classes else aliases.get(name, name) for name in found]
     unknown = [folder_name for folder_name, name in zip(found, names, strict=True) if name not in classes]
@@ -132,11 +132,13 @@ def evaluation_samples(root: str | Path, classes: list[str], aliases: dict[str, 
     return [(path, index[names[label]]) for path, label in samples]
 
 
-def _scan_classes(folder: Path) -> tuple[list[str], list[Sample]]:
+def _scan_classes(folder: Path, needed: int = 2) -> tuple[list[str], list[Sample]]:
+    """The class folders of `folder` (at least `needed`: two to train a classifier) and their images."""
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
+    if len(classes) < needed:
+        reason = "a classifier needs two or more" if needed > 1 else "there is nothing to evaluate"
         raise ValueError(
-            f"{folder} has {len(classes)} class folder(s) ({classes or 'none'}); a classifier needs two or more: "
+            f"{folder} has {len(classes)} class folder(s) ({classes or 'none'}); {reason}: "
             f"put each class's images in its own sub-folder, e.g. {folder}/cat/ and {folder}/dog/"
         )
     samples = []

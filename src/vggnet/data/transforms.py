@@ -11,7 +11,8 @@ evaluation, prediction and export see identical preprocessing:
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-AUGMENTS = ("none", "basic", "trivial")
+from ..choices import AUGMENTS
+
 # Before the evaluation resize, images are cut to at most this aspect ratio (see LimitAspectRatio).
 MAX_ASPECT = 4
 

@@ -1,18 +1,25 @@
 """`vggnet benchmark`: how fast each way of running VGG is on this machine, measured side by side.
 
-    vggnet benchmark                                  # vgg16, 224x224, batch 1 and 8
-    vggnet benchmark --model vgg16 --batch-size 1,8,32 --peers --compile
+    vggnet benchmark                                  # vgg16, 224x224, batch 1 and 8: speed only
+    vggnet benchmark --model vgg16 --pretrained imagenet --batch-size 1,8,32 --peers --compile --int8
+    vggnet benchmark --model runs/train/exp/best.pt   # a trained checkpoint, at its own input size
 
 Every path runs the same weights. The rounds are interleaved (each round times every path once), so that a
 change in the machine's speed during the run affects all paths alike; the median of the rounds is reported.
 Each path's throughput is given as a ratio to the baseline (torchvision's model, eager, fp32: what most users
-run) and its achieved GFLOP/s as a fraction of the machine's own compute ceiling at that precision, measured
-first (`compute_ceiling`). Agreement with fp32 (top-1, largest logit difference) is measured on real images:
-the built-in digits, or `--data`. Training throughput compares fp32 with the default training path. vggnet's
-paths run with freed memory kept for reuse, as the `vggnet` command sets up (`allocator`); the baseline and the
-peers with malloc's default behaviour, switched before each timed call, as in a process of their own.
+run) and its achieved GFLOP/s as a fraction of the machine's own compute ceiling at that precision
+(`compute_ceiling`), sampled before, between and after the timed rounds: the best sample is the ceiling, and
+a spread of the samples above 10% means the machine was busy, which the report says instead of claiming
+fractions. Agreement with fp32 (top-1, largest logit difference) is measured on real images (the built-in
+digits, or `--data`) with trained weights (`--pretrained`, or a checkpoint as the model); random weights give
+nearly tied logits, so with them the report gives speed only. Training throughput compares fp32 with the
+default training path. vggnet's paths run with freed memory kept for reuse, as the `vggnet` command sets up
+(`allocator`); the baseline and the peers with malloc's default behaviour, switched before each timed call, as
+in a process of their own.
 """
 
+import copy
+import logging
 import statistics
 import tempfile
 import time
@@ -21,22 +28,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torchvision
 from torch.utils.data import DataLoader
 
 from ..allocator import OPT_OUT_VARIABLE, keep_freed_memory, keeping_freed_memory, release_freed_memory
 from ..analysis import summarize
 from ..data import ImageListDataset, build_transform, collate_skipping_failures, digits_folder, discover_splits
 from ..data.folders import list_images
+from ..extras import MissingExtra, require
 from ..models.factory import create_model
 from ..models.registry import resolve_name
+from ..models.vgg import VGG
 from ..models.weights import IMAGENET_PREPROCESS
 from ..runtime import autocast_dtype, default_workers, resolve_device, resolve_precision
 from ..tables import render_table
 from .runner import InferenceRunner
-from .source import LoadedModel
+from .source import LoadedModel, load_for_inference, model_source, require_vgg
+
+logger = logging.getLogger("vggnet")
 
 BASELINE = "torchvision eager fp32"
+# The baseline for a layout torchvision has no model of (the compact head, other widths or input channels).
+PLAIN_BASELINE = "eager fp32 (plain module)"
+RANDOM_WEIGHTS = "random (speed only)"
+# A ceiling whose samples differ by more than this (of the best) says the machine was busy during the run.
+BUSY_SPREAD = 0.10
+# How often each ceiling sample times its kernels (the fastest call counts); samples are taken many times.
+SAMPLE_REPEATS = 3
+_MATMUL = 2048  # the ceiling's matrix product: _MATMUL^3 multiply-adds
+_CONV = (8, 256, 56)  # the ceiling's 3x3 convolution: batch, channels in and out, side of the map
 
 
 @dataclass
@@ -69,22 +88,93 @@ class PathResult:
         return self.batch_size / self.median
 
 
+class CeilingSamples:
+    """The compute ceiling of each precision, measured again and again while the benchmark runs (`sample`).
+
+    The best sample is the ceiling (the machine's best, not its average); the spread, (best - worst) / best,
+    says how much the machine's speed moved while the paths were timed: other work on the machine shows there.
+
+    Args:
+        dtypes: precision label -> the dtype its ceiling is measured in.
+        device: Where the kernels run.
+    """
+
+    def __init__(self, dtypes: dict[str, torch.dtype], device: torch.device) -> None:
+        self.dtypes = dtypes
+        self.device = device
+        self.samples = {label: [] for label in dtypes}
+
+    def sample(self) -> None:
+        for label, dtype in self.dtypes.items():
+            self.samples[label].append(compute_ceiling(dtype, self.device, SAMPLE_REPEATS))
+
+    @property
+    def best(self) -> dict[str, float]:
+        return {label: max(samples) for label, samples in self.samples.items()}
+
+    @property
+    def spread(self) -> dict[str, float]:
+        return {label: 1 - min(samples) / max(samples) for label, samples in self.samples.items()}
+
+    @property
+    def busy(self) -> bool:
+        return max(self.spread.values()) > BUSY_SPREAD
+
+
 def compute_ceiling(dtype: torch.dtype, device: torch.device, repeats: int = 10) -> float:
-    """GFLOP/s this machine reaches in `dtype` on the best-suited dense work: the larger of a 2048^3 matrix
-    product and a 256-channel 3x3 convolution on a 56x56 map (batch 8, channels_last), the bulk of VGG's work.
-    For int8: a 2048^3 int8 matrix product (GOP/s)."""
-    if dtype == torch.int8:
-        a = torch.randint(-128, 127, (2048, 2048), dtype=torch.int8, device=device)
-        return _rate(lambda: torch._int_mm(a, a), 2 * 2048**3, device, repeats)
-    a = torch.randn(2048, 2048, device=device).to(dtype)
-    b = torch.randn(2048, 2048, device=device).to(dtype)
-    matmul = _rate(lambda: a @ b, 2 * 2048**3, device, repeats)
-    conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval().to(device=device, dtype=dtype)
-    conv = conv.to(memory_format=torch.channels_last)
-    x = torch.randn(8, 256, 56, 56, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    """GFLOP/s this machine reaches in `dtype` on the dense work that VGG is made of: the larger of a 2048^3
+    matrix product and a 256-channel 3x3 convolution on a 56x56 map (batch 8, channels_last).
+
+    For int8 (GOP/s), the same two shapes run through the kernels that the int8 path's compiled graph calls (as
+    torch.profiler shows): oneDNN's quantized linear and convolution, uint8 activations times int8 weights
+    prepacked per channel, requantized to uint8 (with the ReLU fused, for the convolution). A plain int8 matrix
+    product (`torch._int_mm`), the kernel measured before, is not what the path runs, and the path outran it.
+    """
     with torch.no_grad():
-        convolution = _rate(lambda: conv(x), 2 * 256 * 256 * 9 * 56 * 56 * 8, device, repeats)
-    return max(matmul, convolution)
+        kernels = _int8_kernels() if dtype == torch.int8 else _float_kernels(dtype, device)
+        return max(_rate(work, operations, device, repeats) for work, operations in kernels)
+
+
+def _float_kernels(dtype: torch.dtype, device: torch.device) -> list[tuple[Callable, int]]:
+    batch, channels, side = _CONV
+    a = torch.randn(_MATMUL, _MATMUL, device=device).to(dtype)
+    b = torch.randn(_MATMUL, _MATMUL, device=device).to(dtype)
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1).eval().to(device=device, dtype=dtype)
+    conv = conv.to(memory_format=torch.channels_last)
+    x = torch.randn(batch, channels, side, side, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    return [(lambda: a @ b, 2 * _MATMUL**3), (lambda: conv(x), 2 * channels * channels * 9 * side * side * batch)]
+
+
+def _int8_kernels() -> list[tuple[Callable, int]]:
+    """oneDNN's int8 linear and 3x3 convolution (CPU), called as inductor's int8 graph calls them."""
+    onednn = torch.ops.onednn
+    x_scale, x_zero_point, out_scale = 0.02, 128, 0.05  # any valid quantization; the speed does not depend on it
+    batch, channels, side = _CONV
+    x = torch.randint(0, 256, (batch, channels, side, side), dtype=torch.uint8)
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randint(-127, 128, (channels, channels, 3, 3), dtype=torch.int8)
+    w_scales, w_zero_points = torch.full((channels,), 0.01), torch.zeros(channels, dtype=torch.int64)
+    conv_args = ([1, 1], [1, 1], [1, 1], 1)  # stride, padding, dilation, groups
+    packed = onednn.qconv_prepack(w, w_scales, x_scale, x_zero_point, *conv_args, list(x.shape))
+
+    def conv():
+        return onednn.qconv_pointwise(
+            x, x_scale, x_zero_point, packed, w_scales, w_zero_points, None, *conv_args, out_scale, 0, torch.uint8,
+            "relu", [], "",
+        )  # fmt: skip
+
+    a = torch.randint(0, 256, (_MATMUL, _MATMUL), dtype=torch.uint8)
+    b = torch.randint(-127, 128, (_MATMUL, _MATMUL), dtype=torch.int8)
+    b_scales, b_zero_points = torch.full((_MATMUL,), 0.01), torch.zeros(_MATMUL, dtype=torch.int64)
+    packed_b = onednn.qlinear_prepack(b, list(a.shape))
+
+    def matmul():
+        return onednn.qlinear_pointwise(
+            a, x_scale, x_zero_point, packed_b, b_scales, b_zero_points, None, out_scale, 0, torch.uint8, "none", [],
+            "",
+        )  # fmt: skip
+
+    return [(matmul, 2 * _MATMUL**3), (conv, 2 * channels * channels * 9 * side * side * batch)]
 
 
 def _rate(work, flops: int, device: torch.device, repeats: int) -> float:
@@ -107,10 +197,10 @@ def _sync(device: torch.device) -> None:
 
 
 def benchmark(
-    model: str = "vgg16",
+    model: str | Path = "vgg16",
     batch_sizes: tuple[int, ...] = (1, 8),
     precision: str = "auto",
-    img_size: int = 224,
+    img_size: int | None = None,
     rounds: int = 5,
     peers: bool = False,
     compile: bool = False,
@@ -118,54 +208,97 @@ def benchmark(
     training: bool = True,
     device: str = "auto",
     int8: bool = False,
+    pretrained: str | Path | None = None,
 ) -> dict:
-    """Measure the inference paths (and training throughput) and return the results as plain data."""
-    name = resolve_name(model)
+    """Measure the inference paths (and training throughput) and return the results as plain data.
+
+    Args:
+        model: A registry name (random weights unless `pretrained` is given: speed only) or a vggnet checkpoint.
+        batch_sizes: The inference batch sizes.
+        precision: The fast path's precision (`auto` picks what the hardware runs natively).
+        img_size: Input side; None: the weights' own (a checkpoint's crop, 224 for ImageNet or random weights).
+        rounds: Timed rounds per path and batch size.
+        peers: Also ONNX Runtime and OpenVINO, where installed (CPU).
+        compile: Also the torch.compile path.
+        data: A folder of real images for the agreement check (default: the built-in digits).
+        training: Also training throughput and the data pipeline's rate.
+        device: `auto`, `cpu` or `cuda`.
+        int8: Also the int8 path (CPU, torchao).
+        pretrained: `"imagenet"` or a weights file, with a registry name.
+
+    Returns:
+        The report: `weights` names the weights used (`"random (speed only)"`: no top-1 agreement, it is None);
+        `ceilings_gflops` the best sample of each ceiling, `ceiling_spread` their spread, `machine_busy` whether
+        a spread exceeded 10%, and `warnings` what the text report warns of. Fractions of the ceiling are the
+        measured ones, over 1 included; `render_benchmark` shows them only where they mean something.
+    """
     torch_device = resolve_device(device)
     if torch_device.type != "cpu" and (peers or int8):
         raise ValueError(
             f"--peers and --int8 measure CPU runtimes, not {torch_device.type}; leave them out, or use --device cpu"
         )
+    network, weights, preprocess = _weights(model, pretrained)
+    name = resolve_name(network.model_name)
+    img_size = img_size or preprocess["img_size"]
+    # The weights' own preprocessing, its resize scaled with the crop when timed at another size.
+    resize = round(img_size * preprocess["resize"] / preprocess["img_size"])
+    preprocess = {**preprocess, "img_size": img_size, "resize": resize}
     fast_precision = resolve_precision(precision, torch_device)
-    torch.manual_seed(0)
-    network = create_model(name).eval()
-    preprocess = {**IMAGENET_PREPROCESS, "img_size": img_size, "resize": img_size}
-    network.pretrained_cfg = {"classes": [str(i) for i in range(network.num_classes)], "preprocess": preprocess}
-    macs = summarize(name, img_size).total_macs
-    ceilings = {"fp32": compute_ceiling(torch.float32, torch_device)}
+    macs = summarize(name, img_size, **network.model_kwargs).total_macs
+    dtypes = {"fp32": torch.float32}
     if fast_precision != "fp32":
-        ceilings[fast_precision] = compute_ceiling(autocast_dtype(fast_precision), torch_device)
+        dtypes[fast_precision] = autocast_dtype(fast_precision)
     if int8:
-        ceilings["int8"] = compute_ceiling(torch.int8, torch_device)
+        dtypes["int8"] = torch.int8
+    ceiling = CeilingSamples(dtypes, torch_device)
+    ceiling.sample()  # before the first timed round; each round adds one
     images = _real_images(data, preprocess)
     kept_at_start = keeping_freed_memory()  # the `vggnet` command's setting: vggnet's paths run with it
     try:
         # Training first: with ONNX Runtime's and OpenVINO's sessions alive, PyTorch's training steps ran up to
         # 1.5x slower on a 2-core CPU (the inference rounds were not affected).
         if training:
-            training_rows = _training_throughput(name, torch_device, fast_precision, img_size, ceilings, kept_at_start)
-        paths = _build_paths(network, name, torch_device, fast_precision, img_size, peers, compile, int8, images,
-                             kept_at_start)  # fmt: skip
+            training_rows = _training_throughput(name, torch_device, fast_precision, img_size, ceiling, kept_at_start)
+        baseline, paths = _build_paths(network, name, preprocess, torch_device, fast_precision, img_size, peers,
+                                       compile, int8, images, kept_at_start)  # fmt: skip
         results = []
         for batch_size in batch_sizes:
-            results.extend(_time_paths(paths, batch_size, img_size, rounds, images, torch_device))
+            results.extend(_time_paths(paths, batch_size, img_size, rounds, images, torch_device, ceiling,
+                                       agreement=weights != RANDOM_WEIGHTS))  # fmt: skip
     finally:
         (keep_freed_memory if kept_at_start else release_freed_memory)()
     report = {
         "model": name,
+        "weights": weights,
         "img_size": img_size,
         "device": str(torch_device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "gmacs_per_image": macs / 1e9,
-        "ceilings_gflops": ceilings,
+        "baseline": baseline,
+        "ceilings_gflops": ceiling.best,
+        "ceiling_spread": ceiling.spread,
+        "ceiling_samples": len(ceiling.samples["fp32"]),
+        "machine_busy": ceiling.busy,
         "agreement_images": len(images),
+        "agreement_data": str(data) if data else "the built-in digits",
         "vggnet_keeps_freed_memory": kept_at_start,
-        "inference": [_row(result, results, macs, ceilings) for result in results],
+        "inference": [_row(result, results, baseline, macs, ceiling.best) for result in results],
     }
     if training:
-        report["training"] = training_rows
+        report["training"] = _training_fractions(training_rows, ("fp32", fast_precision), ceiling.best)
+    report["warnings"] = _warnings(report)
     return report
+
+
+def _weights(model: str | Path, pretrained: str | Path | None) -> tuple[VGG, str, dict]:
+    """(network on the CPU in eval mode, the weights' name for the report, their preprocessing)."""
+    if pretrained is None and isinstance(model_source(model), str):
+        torch.manual_seed(0)  # the same random weights in every run
+        return create_model(model).eval(), RANDOM_WEIGHTS, dict(IMAGENET_PREPROCESS)
+    loaded = load_for_inference(model, pretrained, device="cpu", precision="fp32")
+    weights = str(pretrained) if pretrained is not None else loaded.source
+    return require_vgg(loaded, "benchmark"), weights, loaded.preprocess
 
 
 def _use_allocator_of(path: BenchmarkPath) -> None:
@@ -184,8 +317,12 @@ def _timed_call(path: BenchmarkPath, device: torch.device, *args) -> float:
     return time.perf_counter() - started
 
 
-def _time_paths(paths: dict, batch_size: int, img_size: int, rounds: int, images, device) -> list[PathResult]:
-    """Interleaved rounds at one batch size, then each path's agreement with vggnet's fp32 path on real images."""
+def _time_paths(
+    paths: dict, batch_size: int, img_size: int, rounds: int, images, device, ceiling: CeilingSamples, agreement: bool
+) -> list[PathResult]:
+    """Interleaved rounds at one batch size, each followed by a sample of the ceiling, then each path's largest
+    logit difference from vggnet's fp32 path on real images and, with `agreement` (trained weights), the fraction
+    of them on which its top-1 class is fp32's."""
     inputs = torch.randn(batch_size, 3, img_size, img_size)
     by_path = {label: PathResult(label, batch_size, path.precision) for label, path in paths.items()}
     for path in paths.values():  # warm-up (and compilation)
@@ -194,30 +331,34 @@ def _time_paths(paths: dict, batch_size: int, img_size: int, rounds: int, images
     for _ in range(rounds):
         for label, path in paths.items():
             by_path[label].latencies.append(_timed_call(path, device, inputs))
+        ceiling.sample()
     reference = paths["vggnet fp32"].run(images)
     for label, path in paths.items():
         logits = path.run(images)
-        by_path[label].agreement = float((logits.argmax(1) == reference.argmax(1)).float().mean())
+        if agreement:
+            by_path[label].agreement = float((logits.argmax(1) == reference.argmax(1)).float().mean())
         by_path[label].max_logit_diff = float((logits - reference).abs().max())
     return list(by_path.values())
 
 
-def _build_paths(network, name, device, fast_precision, img_size, peers, compile, int8, images, keep) -> dict:
-    """label -> BenchmarkPath."""
-    reference = getattr(torchvision.models, name)().eval()
-    reference.load_state_dict(network.state_dict())
+def _build_paths(
+    network, name, preprocess, device, fast_precision, img_size, peers, compile, int8, images, keep
+) -> tuple[str, dict]:
+    """(the baseline's label, label -> BenchmarkPath)."""
+    baseline, reference = _baseline(network, name)
+    reference = reference.to(device)
 
-    def torchvision_eager(images):
+    def eager(images):
         with torch.no_grad():
-            return reference.to(device)(images.to(device)).float().cpu()
+            return reference(images.to(device)).float().cpu()
 
     def runner(precision, compiled=False):
-        loaded = LoadedModel(network, [], network.pretrained_cfg["preprocess"], device, precision, name)
+        loaded = LoadedModel(network, [], preprocess, device, precision, name)
         run = InferenceRunner(loaded, compile=compiled)
         return lambda images: run(images).cpu()
 
     paths = {
-        BASELINE: BenchmarkPath(torchvision_eager, "fp32"),
+        baseline: BenchmarkPath(eager, "fp32"),
         "vggnet fp32": BenchmarkPath(runner("fp32"), "fp32", keep),
         f"vggnet default ({fast_precision})": BenchmarkPath(runner(fast_precision), fast_precision, keep),
     }
@@ -233,20 +374,31 @@ def _build_paths(network, name, device, fast_precision, img_size, peers, compile
             for batch in images.split(16):  # calibrated on the real images
                 prepared(batch)
         module = int8_module(network, observer_state(prepared, network), img_size)
-        quantized = LoadedModel(module, [], network.pretrained_cfg["preprocess"], device, "int8", name)
+        quantized = LoadedModel(module, [], preprocess, device, "int8", name)
         paths["vggnet int8 (PT2E) + torch.compile"] = BenchmarkPath(InferenceRunner(quantized), "int8", keep)
     if peers:
         paths.update(_peer_paths(network, img_size))
-    return paths
+    return baseline, paths
+
+
+def _baseline(network: VGG, name: str) -> tuple[str, torch.nn.Module]:
+    """(label, module) of the baseline: torchvision's model of the same name with the same weights, what most
+    users run; for a layout torchvision has no model of, the same network as a plain module (eager, fp32,
+    contiguous memory)."""
+    kwargs = network.model_kwargs
+    if kwargs["head"] == "classic" and kwargs["in_chans"] == 3 and kwargs["width_mult"] == 1.0:
+        import torchvision
+
+        reference = getattr(torchvision.models, name)(num_classes=network.num_classes).eval()
+        reference.load_state_dict(network.state_dict())
+        return BASELINE, reference
+    return PLAIN_BASELINE, copy.deepcopy(network).eval().to(memory_format=torch.contiguous_format)
 
 
 def _peer_paths(network, img_size) -> dict:
     """ONNX Runtime and OpenVINO on the same weights, where installed."""
     paths = {}
-    try:
-        import onnxruntime
-    except ImportError:
-        onnxruntime = None
+    onnxruntime = _optional_peer("onnxruntime", "the ONNX Runtime peer")
     folder = Path(tempfile.mkdtemp(prefix="vggnet-benchmark-"))
     if onnxruntime is not None:
         from .export import export
@@ -256,16 +408,22 @@ def _peer_paths(network, img_size) -> dict:
         paths["onnxruntime fp32"] = BenchmarkPath(
             lambda images: torch.from_numpy(session.run(None, {"images": images.numpy()})[0]), "fp32"
         )
-        try:
-            import openvino
-        except ImportError:
-            openvino = None
+        openvino = _optional_peer("openvino", "the OpenVINO peer")
         if openvino is not None:
             compiled = openvino.Core().compile_model(str(onnx_path), "CPU")
             paths["openvino (default)"] = BenchmarkPath(
                 lambda images: torch.from_numpy(compiled(images.numpy())[0].copy()).float(), "bf16"
             )
     return paths
+
+
+def _optional_peer(module_name: str, purpose: str):
+    """The peer's module, or None with a warning naming the extra that installs it."""
+    try:
+        return require(module_name, "benchmark", purpose)
+    except MissingExtra as missing:
+        logger.warning("--peers: skipping %s", missing)
+        return None
 
 
 def _real_images(data, preprocess) -> torch.Tensor:
@@ -278,15 +436,15 @@ def _real_images(data, preprocess) -> torch.Tensor:
     return images
 
 
-def _row(result: PathResult, results: list[PathResult], macs: int, ceilings: dict) -> dict:
-    baseline = next(r for r in results if r.name == BASELINE and r.batch_size == result.batch_size)
+def _row(result: PathResult, results: list[PathResult], baseline: str, macs: int, ceilings: dict) -> dict:
+    reference = next(r for r in results if r.name == baseline and r.batch_size == result.batch_size)
     gflops = 2 * macs * result.images_per_s / 1e9
     ceiling = ceilings.get(result.precision, ceilings["fp32"])
     return {
         "path": result.name,
         "batch_size": result.batch_size,
         "images_per_s": result.images_per_s,
-        "ratio_to_baseline": result.images_per_s / baseline.images_per_s,
+        "ratio_to_baseline": result.images_per_s / reference.images_per_s,
         "latency_p50_ms": result.median * 1000,
         "latency_p90_ms": result.p90 * 1000,
         "gflops": gflops,
@@ -296,12 +454,16 @@ def _row(result: PathResult, results: list[PathResult], macs: int, ceilings: dic
     }
 
 
-def _training_throughput(name, device, fast_precision, img_size, ceilings: dict, keep: bool, rounds: int = 4) -> list:
+def _training_throughput(
+    name, device, fast_precision, img_size, ceiling: CeilingSamples, keep: bool, rounds: int = 4
+) -> list:
     """Forward + backward + optimizer steps per second, in interleaved rounds: eager fp32 (as most users train)
     against vggnet's default path (channels_last, autocast at the fast precision, a fused optimizer, freed memory
     kept), for the full model at `img_size` (batch 8) and a compact one at 32x32 (batch 128). A training step
-    counts as three forward passes of work (the backward pass computes gradients of inputs and of weights). Each row
-    also gives the rate of the data pipeline alone at its input size, to compare with the training rates."""
+    counts as three forward passes of work (the backward pass computes gradients of inputs and of weights). Each
+    timed round is followed by a sample of the ceiling; the fractions of it are worked out once the last sample is
+    in (`_training_fractions`). Each row also gives the rate of the data pipeline alone at its input size, to
+    compare with the training rates."""
     rows = []
     for head, size, batch in (("classic", img_size, 8), ("compact", 32, 128)):
         images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
@@ -313,10 +475,11 @@ def _training_throughput(name, device, fast_precision, img_size, ceilings: dict,
         }
         durations = {label: [] for label in paths}
         for round in range(rounds + 1):  # the first round warms up
-            for label, path in paths.items():
-                seconds = _timed_call(path, device)
-                if round:
-                    durations[label].append(seconds)
+            seconds = {label: _timed_call(path, device) for label, path in paths.items()}
+            if round:
+                for label, duration in seconds.items():
+                    durations[label].append(duration)
+                ceiling.sample()
         timings = {label: batch / statistics.median(times) for label, times in durations.items()}
         fp32, default = timings.values()
         flops_per_image = 3 * 2 * summarize(name, size, num_classes=10, head=head).total_macs
@@ -326,13 +489,20 @@ def _training_throughput(name, device, fast_precision, img_size, ceilings: dict,
                 "batch_size": batch,
                 "images_per_s": timings,
                 "ratio": default / fp32,
-                "fraction_of_ceiling": {
-                    label: flops_per_image * rate / 1e9 / ceilings.get(path.precision, ceilings["fp32"])
-                    for (label, rate), path in zip(timings.items(), paths.values(), strict=True)
-                },
+                "gflops": {label: flops_per_image * rate / 1e9 for label, rate in timings.items()},
                 "data_pipeline_images_per_s": _data_pipeline_rate(size),
             }
         )
+    return rows
+
+
+def _training_fractions(rows: list[dict], precisions: tuple[str, str], ceilings: dict) -> list[dict]:
+    """The training rows with each path's fraction of its precision's ceiling (fp32, then the default path)."""
+    for row in rows:
+        row["fraction_of_ceiling"] = {
+            label: gflops / ceilings[precision]
+            for (label, gflops), precision in zip(row["gflops"].items(), precisions, strict=True)
+        }
     return rows
 
 
@@ -369,39 +539,87 @@ def _data_pipeline_rate(img_size: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def _warnings(report: dict) -> list[str]:
+    """What the figures of `report` cannot be trusted for, one sentence each."""
+    warnings = []
+    if report["machine_busy"]:
+        label, spread = max(report["ceiling_spread"].items(), key=lambda item: item[1])
+        best = report["ceilings_gflops"][label]
+        warnings.append(
+            f"machine busy: the {label} compute ceiling moved by {spread:.0%} during the run "
+            f"({best * (1 - spread):,.0f} to {best:,.0f} GFLOP/s; more than {BUSY_SPREAD:.0%}): other work shared "
+            "the machine, so throughputs and ratios are not this machine's, and fractions of the ceiling are left "
+            "out; rerun on a quiet machine"
+        )
+        return warnings
+    fractions = [row["fraction_of_ceiling"] for row in report["inference"]]
+    fractions += [value for row in report.get("training", []) for value in row["fraction_of_ceiling"].values()]
+    if any(fraction > 1 for fraction in fractions):
+        warnings.append(
+            "'>100%!': faster than the ceiling measured in this run, whose kernels suit that path's work less well "
+            "than the path itself does; its fraction of the ceiling says nothing"
+        )
+    return warnings
+
+
+def _fraction_cell(fraction: float, busy: bool) -> str:
+    """A fraction of the ceiling as the text shows it: left out when the machine was busy, and never a figure
+    over 100%, which says only that the ceiling was measured too low."""
+    if busy:
+        return "busy"
+    return ">100%!" if fraction > 1 else f"{fraction:.0%}"
+
+
 def render_benchmark(report: dict) -> str:
-    """The report as text tables."""
-    ceilings = ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in report["ceilings_gflops"].items())
+    """The report as text tables, warnings first."""
+    busy = report["machine_busy"]
+    ceilings = ", ".join(
+        f"{label} {gflops:,.0f} GFLOP/s (spread {report['ceiling_spread'][label]:.0%})"
+        for label, gflops in report["ceilings_gflops"].items()
+    )
+    trained = report["weights"] != RANDOM_WEIGHTS
     lines = [
+        *(f"WARNING {warning}" for warning in report["warnings"]),
         f"{report['model']} at {report['img_size']}x{report['img_size']} ({report['gmacs_per_image']:.2f} GMACs per "
         f"image), {report['device']}, {report['threads']} threads, torch {report['torch']}",
-        f"compute ceiling (best of a 2048^3 matmul and a 256-channel 3x3 convolution): {ceilings}",
+        f"weights: {report['weights']}"
+        + ("" if trained else ": top-1 agreement left out (random weights give nearly tied logits, whose order "
+           "rounding flips); pass --pretrained imagenet, or a checkpoint as --model, to measure it"),
+        f"compute ceiling, best of {report['ceiling_samples']} samples taken before, between and after the timed "
+        f"rounds (a 2048^3 matmul and a 256-channel 3x3 convolution"
+        + ("; int8: oneDNN's int8 kernels, which the int8 path runs" if "int8" in report["ceilings_gflops"] else "")
+        + f"): {ceilings}",
         "vggnet's paths keep freed memory for reuse; the baseline and peers run with malloc's default behaviour"
         if report["vggnet_keeps_freed_memory"]
         else f"all paths run with malloc's default behaviour ({OPT_OUT_VARIABLE}=0, or not glibc)",
         "",
-    ]
+    ]  # fmt: skip
     rows = [
         [
             r["path"], r["batch_size"], f"{r['images_per_s']:.1f}", f"{r['ratio_to_baseline']:.2f}x",
             f"{r['latency_p50_ms']:.1f}", f"{r['latency_p90_ms']:.1f}", f"{r['gflops']:.0f}",
-            f"{r['fraction_of_ceiling']:.0%}", f"{r['top1_agreement_vs_fp32']:.1%}",
-            f"{r['max_logit_diff_vs_fp32']:.2g}",
+            _fraction_cell(r["fraction_of_ceiling"], busy),
+            *([f"{r['top1_agreement_vs_fp32']:.1%}"] if trained else []), f"{r['max_logit_diff_vs_fp32']:.2g}",
         ]
         for r in report["inference"]
     ]  # fmt: skip
     headers = ["path", "batch", "images/s", "vs baseline", "p50 ms", "p90 ms", "GFLOP/s", "of ceiling",
-               "top-1 agree", "max logit diff"]  # fmt: skip
+               *(["top-1 agree"] if trained else []), "max logit diff"]  # fmt: skip
     lines.append(render_table(headers, rows))
-    lines.append(f"(agreement on {report['agreement_images']} real images, against vggnet fp32)")
+    measured = "agreement" if trained else "largest logit difference"
+    lines.append(
+        f"({measured} on {report['agreement_images']} real images from {report['agreement_data']}, against vggnet "
+        f"fp32; baseline: {report['baseline']})"
+    )
     if "training" in report:
         train_rows = []
         for row in report["training"]:
             (fp32_label, fp32), (default_label, default) = row["images_per_s"].items()
             fp32_fraction, default_fraction = row["fraction_of_ceiling"].values()
             train_rows.append(
-                [row["model"], row["batch_size"], f"{fp32:.1f}", f"{fp32_fraction:.0%}", f"{default:.1f}",
-                 f"{default_fraction:.0%}", f"{row['ratio']:.2f}x", f"{row['data_pipeline_images_per_s']:.0f}"]
+                [row["model"], row["batch_size"], f"{fp32:.1f}", _fraction_cell(fp32_fraction, busy),
+                 f"{default:.1f}", _fraction_cell(default_fraction, busy), f"{row['ratio']:.2f}x",
+                 f"{row['data_pipeline_images_per_s']:.0f}"]
             )  # fmt: skip
         workers = f"{default_workers()} loader worker{'s' * (default_workers() != 1)}"
         lines += ["", "training (forward + backward + SGD step), images/s and fraction of the ceiling; the data "

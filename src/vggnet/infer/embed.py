@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..choices import INFERENCE_BATCH_SIZE
 from ..models.features import extract_features
 from ..models.vgg import VGG
 from .batches import InputBatches
@@ -50,19 +51,23 @@ def embed(
     pretrained: str | Path | None = None,
     layer: str | None = None,
     normalize: bool = False,
-    batch_size: int = 32,
+    batch_size: int = INFERENCE_BATCH_SIZE,
     workers: int = 0,
     device: str = "auto",
     precision: str = "auto",
     progress: bool = False,
 ) -> Embeddings:
     """Compute one feature vector per input image at `layer` (default: `default_layer`), optionally scaled to
-    unit L2 norm."""
+    unit L2 norm.
+
+    Raises:
+        RuntimeError: not one input gave an image (an empty folder, missing or unreadable files); the message
+            names the inputs and why.
+    """
     loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device, precision)
     require_vgg(loaded, "embed")
     layer = layer or default_layer(loaded.model)
-    if layer not in loaded.model.layer_names:
-        raise ValueError(f"unknown --layer {layer!r}; choose one of: {', '.join(loaded.model.layer_names)}")
+    loaded.model.get_layer(layer)  # raises for a layer this model does not have, naming the ones it has
     batches = InputBatches(loaded, inputs, batch_size, workers, progress, "embed")
     runner = InferenceRunner(loaded, fold=False)  # conv* layers stay the convolutions' own outputs
     rows: dict[int, torch.Tensor] = {}
@@ -74,7 +79,20 @@ def embed(
         if normalize:
             features = torch.nn.functional.normalize(features, dim=1)
         rows.update(zip(positions, features.cpu(), strict=True))
-    order = sorted(rows)
-    matrix = torch.stack([rows[p] for p in order]).numpy() if order else np.zeros((0, 0))
     errors = [{"path": batches.paths[p], "error": reason} for p, reason in sorted(batches.errors.items())]
+    if not rows:  # nothing to save: an empty .npz would look like a result
+        raise RuntimeError(f"no images were found in {_listing(inputs)}{_reasons(errors)}; nothing was written")
+    order = sorted(rows)
+    matrix = torch.stack([rows[p] for p in order]).numpy()
     return Embeddings(matrix.astype(np.float32), [batches.paths[p] for p in order], layer, errors)
+
+
+def _listing(items: list, shown: int = 3) -> str:
+    text = ", ".join(map(str, items[:shown])) or "the inputs (none given)"
+    return text + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def _reasons(errors: list[dict]) -> str:
+    if not errors:
+        return ""
+    return " (" + _listing([f"{error['path']}: {error['error']}" for error in errors]) + ")"

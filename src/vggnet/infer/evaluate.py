@@ -10,14 +10,13 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torchmetrics.functional.classification import multiclass_f1_score, multiclass_precision, multiclass_recall
 
+from ..choices import INFERENCE_BATCH_SIZE
 from ..data import ImageListDataset, build_transform, collate_skipping_failures
 from ..data.folders import evaluation_samples
 from ..models.vgg import VGG
 from ..models.weights import imagenet_categories, imagenet_synsets
 from ..plots import plot_confusion_matrix
-from ..runtime import autocast_dtype
 from ..tables import render_table
 from .runner import InferenceRunner
 from .source import LoadedModel, load_for_inference
@@ -56,25 +55,12 @@ def evaluation_metrics(sums: dict) -> dict:
     }
 
 
-def autocast_forward(model: VGG, device: torch.device, precision: str = "fp32"):
-    """`model` in eval mode under autocast for `precision`: the training loop's validation forward."""
-    model.eval()
-    dtype = autocast_dtype(precision)
-
-    def forward(images: torch.Tensor) -> torch.Tensor:
-        images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            return model(images)
-
-    return forward
-
-
 def evaluate(
     model: str | Path | VGG | LoadedModel,
     data: str | Path,
     *,
     pretrained: str | Path | None = None,
-    batch_size: int = 32,
+    batch_size: int = INFERENCE_BATCH_SIZE,
     workers: int = 0,
     device: str = "auto",
     precision: str = "auto",
@@ -88,11 +74,16 @@ def evaluate(
         data: Class folders, or a folder holding `val/` (or `valid/`, `validation/`, `test/`) class folders, named
             after the model's classes (all or some of them); for the ImageNet classes, also their WordNet ids, as
             in ImageNet's own validation folders.
+            One class is enough: top-1 is then the fraction of its images predicted as it.
         out: Where to write `confusion_matrix.png`, `confusion_matrix.csv` and `metrics.json` (None: nowhere).
+            The picture and the CSV have a row and a column per evaluated class, and, when the data holds only some
+            of the model's classes, an `(other)` column counting the predictions of the classes left out;
+            `metrics.json` holds the report (the matrix over all the model's classes).
 
     Returns:
         `top1`, `top5` (fractions), `loss`, `num_images`, `per_class` ({class: precision, recall, f1, support}),
-        `confusion_matrix` (rows true, columns predicted) and `classes`.
+        `confusion_matrix` (rows true, columns predicted, over all of `classes`, the model's), and
+        `evaluated_classes` (those with images, in the model's order).
     """
     loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device, precision)
     imagenet = loaded.classes == imagenet_categories()
@@ -112,6 +103,7 @@ def evaluate(
         "loss": result["loss"],
         "per_class": _per_class(confusion, loaded.classes),
         "classes": loaded.classes,
+        "evaluated_classes": [loaded.classes[i] for i in sorted({label for _, label in samples})],
         "confusion_matrix": confusion.tolist(),
     }
     if out is not None:
@@ -121,6 +113,9 @@ def evaluate(
 
 def _per_class(confusion: torch.Tensor, classes: list[str]) -> dict:
     """torchmetrics' per-class precision, recall and F1, from the (true, predicted) pairs of the matrix."""
+    # Imported here: torchmetrics brings scipy.signal, seconds that training and the other verbs need not pay.
+    from torchmetrics.functional.classification import multiclass_f1_score, multiclass_precision, multiclass_recall
+
     num_classes = len(classes)
     pairs = confusion.nonzero()
     counts = confusion[pairs[:, 0], pairs[:, 1]]
@@ -146,19 +141,44 @@ def _per_class(confusion: torch.Tensor, classes: list[str]) -> dict:
     }
 
 
+OTHER = "(other)"  # the column of predictions outside the evaluated classes; brackets keep it apart from a class
+
+
+def evaluated_confusion(report: dict) -> tuple[list[str], list[str], torch.Tensor]:
+    """The confusion matrix restricted to the evaluated classes: (row names, column names, counts). Rows are the
+    evaluated classes; so are the columns, plus an `(other)` column (predictions of any class left out) when the
+    data holds only some of the model's classes."""
+    classes, evaluated = report["classes"], report["evaluated_classes"]
+    full = torch.tensor(report["confusion_matrix"])
+    rows = full[[classes.index(name) for name in evaluated]]
+    kept = rows[:, [classes.index(name) for name in evaluated]]
+    if len(evaluated) == len(classes):
+        return evaluated, evaluated, kept
+    other = rows.sum(dim=1, keepdim=True) - kept.sum(dim=1, keepdim=True)
+    return evaluated, [*evaluated, OTHER], torch.cat([kept, other], dim=1)
+
+
 def _write_outputs(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    rows, columns, counts = evaluated_confusion(report)
     with open(out / "confusion_matrix.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["true \\ predicted", *report["classes"]])
-        for name, row in zip(report["classes"], report["confusion_matrix"], strict=True):
+        writer.writerow(["true \\ predicted", *columns])
+        for name, row in zip(rows, counts.tolist(), strict=True):
             writer.writerow([name, *row])
+    left_out = [name for name in report["classes"] if name not in rows]
+    listing = ", ".join(left_out[:5]) + (" ..." if len(left_out) > 5 else "")
+    total = len(report["classes"])
+    note = f"{OTHER}: predicted as a class not evaluated here ({len(left_out)} of the model's {total}: {listing})"
+    name = Path(report["data"]).expanduser().resolve().name
     plot_confusion_matrix(
-        torch.tensor(report["confusion_matrix"]),
-        report["classes"],
+        counts,
+        rows,
         out / "confusion_matrix.png",
-        title=f"{report['data']}: top-1 {report['top1']:.4f}",
+        title=f"{name}: top-1 {report['top1']:.4f} on {report['num_images']} images",
+        columns=columns,
+        note=note if left_out else "",
     )
 
 

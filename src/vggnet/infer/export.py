@@ -20,13 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..choices import EXPORT_FORMATS as FORMATS
+from ..extras import require
 from ..models.factory import load_model
+from ..models.inference_form import fold_batchnorm
 from ..models.loading import SAFETENSORS_METADATA_KEY
 from ..models.vgg import MIN_INPUT_SIZE, VGG
-from .runner import fold_batchnorm
-from .source import LoadedModel, load_for_inference, require_vgg
+from .source import LoadedModel, inference_ready, load_for_inference, output_path, require_vgg
 
-FORMATS = ("onnx", "torchscript", "safetensors")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
 # The export passes when max |exported - PyTorch| <= TOLERANCE * max(1, max |PyTorch logits|).
 TOLERANCE = 1e-4
@@ -92,21 +93,26 @@ def export(
         model: A checkpoint path, or a registry name with `pretrained`.
         format: `onnx`, `torchscript` or `safetensors`.
         out: Output path (default: beside the checkpoint, or `runs/export/<model>` for a registry model); an
-            existing file at the default path is not overwritten.
+            existing file at the default path is not overwritten, and is reported before the model loads.
         img_size: Square input side (default: the weights' preprocessing).
         dynamic_batch: Let the batch dimension vary (ONNX; TorchScript traces accept any batch anyway).
 
     Raises:
         RuntimeError: the exported file's outputs differ from PyTorch's beyond tolerance.
+        MissingExtra: ONNX export without the `export` extra installed.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown --format {format!r}; choose one of: {', '.join(FORMATS)}")
+    # What can fail without the model is checked before loading it (seconds, for a large checkpoint).
+    path = output_path(out, model, SUFFIXES[format], "export")
+    if format == "onnx":
+        _onnx_runtime()
     loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device="cpu")
-    network = require_vgg(loaded, "export").to(device="cpu", memory_format=torch.contiguous_format).eval()
+    network = inference_ready(require_vgg(loaded, "export"), torch.device("cpu"))
     size = img_size or loaded.preprocess["img_size"]
     if size < MIN_INPUT_SIZE:
         raise ValueError(f"--img-size {size} is too small for VGG; use at least {MIN_INPUT_SIZE}")
-    path = _output_path(out, model, loaded, format)
+    path.parent.mkdir(parents=True, exist_ok=True)
     samples = torch.randn(2, network.in_chans, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = network(samples)
@@ -125,24 +131,16 @@ def export(
     return ExportResult(path, format, size, difference, tolerance)
 
 
-def _output_path(out, model, loaded: LoadedModel, format: str) -> Path:
-    if out is not None:
-        path = Path(out).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-    source = Path(str(model))
-    if isinstance(model, (str, Path)) and source.is_file():
-        path = source.with_name(source.stem + SUFFIXES[format])
-    else:
-        path = Path("runs/export") / f"{loaded.model.model_name or 'model'}{SUFFIXES[format]}"
-    if path.exists():
-        raise ValueError(f"{path} already exists; pass --out to choose where to write (or remove the old file)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+def _onnx_runtime():
+    """onnxruntime, which checks the exported file, after making sure of onnx and onnxscript, which
+    `torch.onnx.export` imports to write it."""
+    for package in ("onnx", "onnxscript"):
+        require(package, "export", "ONNX export")
+    return require("onnxruntime", "export", "ONNX export")
 
 
 def _export_onnx(model: VGG, example: torch.Tensor, path: Path, dynamic_batch: bool):
-    import onnxruntime
+    onnxruntime = _onnx_runtime()
 
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
     with warnings.catch_warnings():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..choices import INFERENCE_BATCH_SIZE
 from ..data import load_rgb
 from ..models.vgg import VGG
 from .batches import InputBatches
@@ -41,7 +42,7 @@ class Predictor:
         device: str = "auto",
         precision: str = "auto",
         compile: bool = False,
-        batch_size: int = 32,
+        batch_size: int = INFERENCE_BATCH_SIZE,
         workers: int = 0,
     ) -> None:
         self.loaded = (
@@ -85,7 +86,7 @@ def predict(
     *,
     pretrained: str | Path | None = None,
     topk: int = 5,
-    batch_size: int = 32,
+    batch_size: int = INFERENCE_BATCH_SIZE,
     workers: int = 0,
     device: str = "auto",
     precision: str = "auto",
@@ -102,8 +103,12 @@ def predict(
 
 
 def save_visualisations(records: list[dict], folder: Path) -> list[Path]:
-    """Write each image with its top predictions drawn in a box at the top left, as `<folder>/<name>.jpg`."""
+    """Write each image with its top predictions drawn in a box at the top left, as `<folder>/<name>` in the
+    input's own format (`cat.jpg` gives a JPEG `cat.jpg`, `digit.png` a PNG); an input with no suffix or in a
+    format that Pillow reads but cannot write (such as `.psd`) is written as PNG (`<stem>.png`). Names that two
+    inputs share get a number (`cat_2.jpg`)."""
     folder.mkdir(parents=True, exist_ok=True)
+    writable = {suffix for suffix, format in Image.registered_extensions().items() if format in Image.SAVE}
     written, taken = [], set()
     for record in records:
         image = load_rgb(record["path"])
@@ -116,13 +121,14 @@ def save_visualisations(records: list[dict], folder: Path) -> list[Path]:
         box = draw.multiline_textbbox((4, 4), "\n".join(lines), font=font)
         draw.rectangle((box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3), fill=(0, 0, 0))
         draw.multiline_text((4, 4), "\n".join(lines), fill=(255, 255, 255), font=font)
-        name = Path(record["path"]).stem
-        candidate, number = name, 1
-        while candidate in taken:
+        source = Path(record["path"])
+        suffix = source.suffix if source.suffix.lower() in writable else ".png"
+        candidate, number = source.stem, 1
+        while f"{candidate}{suffix}".lower() in taken:
             number += 1
-            candidate = f"{name}_{number}"
-        taken.add(candidate)
-        path = folder / f"{candidate}.jpg"
-        image.save(path, quality=92)
+            candidate = f"{source.stem}_{number}"
+        taken.add(f"{candidate}{suffix}".lower())
+        path = folder / f"{candidate}{suffix}"
+        image.save(path, quality=92)  # quality: JPEG's and WebP's; the other formats ignore it
         written.append(path)
     return written

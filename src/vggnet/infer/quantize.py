@@ -17,8 +17,10 @@ from torch.utils.data import DataLoader
 
 from ..atomic import atomic_save
 from ..data import ImageListDataset, build_transform, collate_skipping_failures, list_images
-from ..models.int8 import observer_state, prepare_for_calibration
-from .source import QUANTIZED_FORMAT, load_for_inference
+from ..models.int8 import observer_state, prepare_for_calibration, quantization_api
+from ..models.loading import QUANTIZED_FORMAT
+from ..models.vgg import VGG
+from .source import load_for_inference, output_path
 
 QUANTIZED_SUFFIX = ".int8.pt"
 
@@ -37,7 +39,7 @@ class QuantizeResult:
 
 
 def quantize(
-    model: str | Path,
+    model: str | Path | VGG,
     calib: str | Path,
     *,
     pretrained: str | Path | None = None,
@@ -49,17 +51,24 @@ def quantize(
     """Quantize a model to int8 with images from `calib`, save it, and (with `val`) report the top-1 change.
 
     Args:
-        model: A checkpoint path, or a registry name with `pretrained`.
+        model: A checkpoint path, a registry name with `pretrained`, or a VGG (which is not changed).
         calib: A folder of representative images (searched recursively; labels are not needed).
         val: A labelled folder (as `vggnet eval` takes) on which to compare fp32 and int8 top-1.
-        out: Output path (default: beside the checkpoint, `<name>.int8.pt`).
+        out: Output path (default: beside the checkpoint, `<name>.int8.pt`; an existing file there is not
+            overwritten, and is reported before the model loads).
         calib_images: At most this many calibration images, spread evenly over the folder.
+
+    Raises:
+        MissingExtra: torchao is not installed.
     """
-    loaded = load_for_inference(model, pretrained, device="cpu", precision="fp32")
-    network = loaded.model.to(memory_format=torch.contiguous_format).eval()
+    # What can fail without the model is checked before loading it.
+    path = output_path(out, model, QUANTIZED_SUFFIX, "quantize")
+    quantization_api()
     paths = list_images(Path(calib).expanduser()) if Path(calib).expanduser().is_dir() else []
     if not paths:
         raise ValueError(f"--calib {calib} holds no images; pass a folder of images like the ones the model will see")
+    loaded = load_for_inference(model, pretrained, device="cpu", precision="fp32")
+    network = loaded.model
     step = max(1, len(paths) // calib_images)
     samples = [(path, 0) for path in paths[::step][:calib_images]]
     loader = DataLoader(
@@ -76,13 +85,15 @@ def quantize(
                 seen += len(images)
     if not seen:
         raise ValueError(f"none of the calibration images in {calib} could be read")
-    path = _output_path(out, model, network)
+    path.parent.mkdir(parents=True, exist_ok=True)
     content = {
         "format": QUANTIZED_FORMAT,
         "version": 1,
         "scheme": "pt2e-x86-inductor",
         "model": {"name": network.model_name, "kwargs": network.model_kwargs},
-        "state_dict": {k: v.detach().clone() for k, v in network.state_dict().items()},
+        "state_dict": {
+            k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in network.state_dict().items()
+        },
         "observers": observer_state(prepared, network),
         "classes": loaded.classes,
         "preprocess": loaded.preprocess,
@@ -98,17 +109,3 @@ def quantize(
         result.fp32_top1, result.int8_top1 = exact["top1"], quantized["top1"]
         result.validation_images = exact["num_images"]
     return result
-
-
-def _output_path(out, model, network) -> Path:
-    if out is not None:
-        path = Path(out).expanduser()
-    elif Path(str(model)).is_file():
-        source = Path(str(model))
-        path = source.with_name(source.stem + QUANTIZED_SUFFIX)
-    else:
-        path = Path("runs/quantize") / f"{network.model_name}{QUANTIZED_SUFFIX}"
-    if out is None and path.exists():
-        raise ValueError(f"{path} already exists; pass --out to choose where to write (or remove the old file)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path

@@ -3,6 +3,8 @@
 - `fp32`: the model as trained, channels_last. Exact.
 - `bf16` / `fp16` (what `--precision auto` picks where the hardware runs it natively): BatchNorm folded into the
   convolutions, weights cast once to the low precision (autocast would re-cast them on every call), channels_last.
+  The same form as the training loop validates with (`models.inference_form`), so that `vggnet eval` of a run's
+  `best.pt` reproduces the validation it recorded.
 - `compile=True`: torch.compile (inductor, weights frozen) on top, for long jobs; its one-time cost is logged.
 
     >>> runner = InferenceRunner(loaded)          # loaded = load_for_inference(...)
@@ -10,33 +12,18 @@
 """
 
 import contextlib
-import copy
 import logging
 import time
 import warnings
 
 import torch
-from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..models.vgg import VGG
-from .source import LoadedModel
+from ..models.inference_form import inference_input, low_precision_copy
+from .source import LoadedModel, inference_ready
 
 logger = logging.getLogger("vggnet")
 # The dtype each precision feeds the model (an int8 program takes float32 and quantizes inside).
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
-
-
-def fold_batchnorm(model: VGG) -> VGG:
-    """Fold each BatchNorm into the convolution before it (in place; eval-mode statistics), leaving an Identity
-    in its place so that layer names and indices stay. The outputs are unchanged up to rounding."""
-    features = model.features
-    for index in range(len(features) - 1):
-        conv, norm = features[index], features[index + 1]
-        if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
-            features[index] = fuse_conv_bn_eval(conv.eval(), norm.eval())
-            features[index + 1] = nn.Identity()
-    return model
 
 
 class InferenceRunner:
@@ -58,16 +45,13 @@ class InferenceRunner:
         model = loaded.model
         if loaded.precision != "int8":
             if self.dtype != torch.float32:
-                model = copy.deepcopy(model).eval()
-                if fold:
-                    fold_batchnorm(model)
-                model = model.to(dtype=self.dtype)
-            model = model.eval().to(device=self.device, memory_format=torch.channels_last)
+                model = low_precision_copy(model, self.dtype, self.device, fold)
+            model = inference_ready(model, self.device)  # a copy, if the model is the caller's and not ready
         self.model = model
         self._forward = torch.compile(model, dynamic=False) if self.compiled else model
 
     def prepare_input(self, images: torch.Tensor) -> torch.Tensor:
-        return images.to(self.device, dtype=self.dtype, memory_format=torch.channels_last, non_blocking=True)
+        return inference_input(images, self.device, self.dtype)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), self._compile_settings():

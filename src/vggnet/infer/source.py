@@ -4,24 +4,30 @@ Classes and preprocessing always come with the weights: from the checkpoint, fro
 or (for a plain state dict, which carries neither) class indices and ImageNet preprocessing, said aloud.
 """
 
+import copy
+import difflib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..models.factory import create_model, load_model
+from ..models.factory import create_model, rebuild_model
 from ..models.int8 import int8_module
-from ..models.loading import apply_state_dict, read_weights_file, safe_torch_load
-from ..models.registry import build_model, list_models
+from ..models.loading import (
+    QUANTIZED_FORMAT,
+    apply_state_dict,
+    local_weights_file,
+    looks_like_path,
+    no_such_file,
+    read_weights_file,
+)
+from ..models.registry import build_model, list_models, resolve_name
 from ..models.vgg import VGG
 from ..models.weights import IMAGENET_PREPROCESS
 from ..runtime import resolve_device, resolve_precision
 
 logger = logging.getLogger("vggnet")
-
-# What `vggnet quantize` writes (an `.int8.pt` file): fp32 weights plus calibrated int8 ranges.
-QUANTIZED_FORMAT = "vggnet-int8"
 
 
 @dataclass
@@ -45,9 +51,10 @@ def load_for_inference(
     """Load what `--model`/`--pretrained` name.
 
     Args:
-        model: A vggnet checkpoint path (`best.pt`, a vggnet `.safetensors`, or an `.int8.pt` from `vggnet
-            quantize`), a registry name (then `pretrained` is required), or a VGG whose `pretrained_cfg` holds
-            classes and preprocessing.
+        model: A vggnet checkpoint path (`best.pt`, a vggnet `.safetensors`, or an int8 model from `vggnet
+            quantize`: files are recognised by content, whatever their name), a registry name (then `pretrained`
+            is required), or a VGG whose `pretrained_cfg` holds classes and preprocessing. Your own VGG is never
+            changed: when it is not in eval mode on `device` in channels_last, a copy is.
         pretrained: `"imagenet"` or a weights file, with a registry name.
         device: `auto`, `cpu` or `cuda`.
         precision: `fp32`, `bf16`, `fp16` or `auto`.
@@ -55,58 +62,123 @@ def load_for_inference(
     torch_device = resolve_device(device)
     resolved_precision = resolve_precision(precision, torch_device)
     if isinstance(model, VGG):
-        network, source = model, model.model_name or "model"
-    elif Path(str(model)).expanduser().is_file() and str(model).endswith(".int8.pt"):
-        if precision != "auto":
-            raise ValueError(
-                f"--model {model} is an int8 model; drop --precision {precision} or use the fp32 checkpoint"
-            )
-        return load_quantized(Path(str(model)).expanduser(), torch.device("cpu") if device == "auto" else torch_device)
-    elif Path(str(model)).expanduser().is_file():
-        if pretrained is not None:
-            raise ValueError(f"--model {model} is a checkpoint, which carries its weights; drop --pretrained")
-        network, source = load_model(model), str(model)
-    elif str(model) in list_models(include_aliases=True):
-        if pretrained is None:
-            raise ValueError(
-                f"--model {model} has random weights; add --pretrained imagenet (or a weights file), or pass a "
-                f"checkpoint such as runs/train/exp/best.pt"
-            )
-        network, source = _registry_model(str(model), pretrained), f"{model} ({pretrained})"
+        network, source = inference_ready(model, torch_device), model.model_name or "model"
     else:
-        raise ValueError(
-            f"--model {model!r} is neither a checkpoint file nor a model name; pass a path such as "
-            f"runs/train/exp/best.pt or one of: {', '.join(list_models(include_aliases=True))}"
-        )
+        named = model_source(model)
+        if isinstance(named, Path):
+            if pretrained is not None:
+                raise ValueError(f"--model {model} is a checkpoint, which carries its weights; drop --pretrained")
+            state_dict, meta = read_weights_file(named)
+            if meta.get("format") == QUANTIZED_FORMAT:
+                if precision != "auto":
+                    raise ValueError(
+                        f"--model {model} is an int8 model; drop --precision {precision} or use the fp32 checkpoint"
+                    )
+                int8_device = torch.device("cpu") if device == "auto" else torch_device
+                return _quantized(state_dict, meta, named, int8_device)
+            network, source = rebuild_model(state_dict, meta, named), str(model)
+        else:
+            if pretrained is None:
+                raise ValueError(
+                    f"--model {model} has random weights; add --pretrained imagenet (or a weights file), or pass a "
+                    f"checkpoint such as runs/train/exp/best.pt"
+                )
+            network, source = _registry_model(named, pretrained), f"{model} ({pretrained})"
+        # A model built here is ours to change in place.
+        network = network.eval().to(device=torch_device, memory_format=torch.channels_last)
     config = network.pretrained_cfg or {}
     classes = config.get("classes") or [str(i) for i in range(network.num_classes)]
     if not config.get("classes"):
         logger.warning("the weights carry no class names; using class indices 0..%d", network.num_classes - 1)
     preprocess = config.get("preprocess") or dict(IMAGENET_PREPROCESS)
-    network = network.eval().to(device=torch_device, memory_format=torch.channels_last)
     return LoadedModel(network, list(classes), dict(preprocess), torch_device, resolved_precision, source)
 
 
-def load_quantized(path: Path, device: torch.device) -> LoadedModel:
-    """Load an `.int8.pt` written by `vggnet quantize` and rebuild its int8 graph (x86 CPUs)."""
+def model_source(model: str | Path) -> Path | str:
+    """What `--model` names: the checkpoint file (a Path) or the registry name (a str).
+
+    A registry name (`"vgg16"`) always means the architecture, even where a file of that name exists (pass
+    `"./vgg16"` for the file); a `Path` is always a file.
+
+    Raises:
+        ValueError: no such file (for a value that looks like a path), or neither a file nor a model name.
+    """
+    text = str(model)
+    if isinstance(model, str) and text in list_models(include_aliases=True):
+        return text
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if isinstance(model, Path) or looks_like_path(text) or path.is_dir():
+        raise ValueError(no_such_file(text))
+    names = list_models(include_aliases=True)
+    close = difflib.get_close_matches(text, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(
+        f"--model {text!r} is neither a checkpoint file nor a model name; {hint}pass a path such as "
+        f"runs/train/exp/best.pt or one of: {', '.join(names)}"
+    )
+
+
+def inference_ready(model: VGG, device: torch.device) -> VGG:
+    """`model` in eval mode on `device` with channels_last weights: itself when it already is, otherwise a copy,
+    so that a caller's own model is never switched to eval mode, moved or converted behind their back."""
+    if device.type == "cuda" and device.index is None:  # tensors on CUDA carry their device's index
+        device = torch.device("cuda", torch.cuda.current_device())
+    tensors = [*model.parameters(), *model.buffers()]
+    ready = (
+        not any(module.training for module in model.modules())
+        and all(tensor.device == device for tensor in tensors)
+        and all(t.is_contiguous(memory_format=torch.channels_last) for t in tensors if t.ndim == 4)
+    )
+    if ready:
+        return model
+    return copy.deepcopy(model).eval().to(device=device, memory_format=torch.channels_last)
+
+
+def output_path(out: str | Path | None, model: str | Path | VGG | LoadedModel, suffix: str, verb: str) -> Path:
+    """Where `export` and `quantize` write, decided before the model loads so that a clash is reported at once.
+
+    Args:
+        out: The path asked for (written even if a file is there: the user named it), or None for the default:
+            beside the checkpoint (`best.pt` -> `best<suffix>`), else `runs/<verb>/<model name><suffix>`.
+        model: What `--model` names, a VGG or a loaded model.
+        suffix: The output's suffix, e.g. `.onnx`.
+        verb: `export` or `quantize`.
+
+    Raises:
+        ValueError: the default path is taken (it is never overwritten), or `model` names nothing.
+    """
+    if out is not None:
+        return Path(out).expanduser()
+    if isinstance(model, LoadedModel):
+        model = model.model
+    if isinstance(model, torch.nn.Module):  # a VGG, or an int8 program (which has no name)
+        name = getattr(model, "model_name", None) or "model"
+        path = Path("runs") / verb / f"{name}{suffix}"
+    else:
+        named = model_source(model)
+        if isinstance(named, Path):
+            path = named.with_name(named.stem + suffix)
+        else:
+            path = Path("runs") / verb / f"{resolve_name(named)}{suffix}"
+    if path.exists():
+        raise ValueError(f"{path} already exists; pass --out to choose where to write (or remove the old file)")
+    return path
+
+
+def _quantized(state_dict: dict[str, torch.Tensor], meta: dict, path: Path, device: torch.device) -> LoadedModel:
+    """The int8 program of an int8 file written by `vggnet quantize` (x86 CPUs), from `read_weights_file`'s
+    contents."""
     if device.type != "cpu":
         raise ValueError("int8 models run on the CPU (x86 int8 kernels); use --device cpu or the fp32 checkpoint")
-    content = safe_torch_load(path)
-    if not isinstance(content, dict) or content.get("format") != QUANTIZED_FORMAT:
-        raise ValueError(f"{path} was not written by `vggnet quantize`; pass the fp32 checkpoint instead")
-    for key, kind in (
-        ("model", dict),
-        ("state_dict", dict),
-        ("observers", dict),
-        ("classes", list),
-        ("preprocess", dict),
-    ):
-        if not isinstance(content.get(key), kind):
+    for key, kind in (("model", dict), ("observers", dict), ("classes", list), ("preprocess", dict)):
+        if not isinstance(meta.get(key), kind):
             raise ValueError(f"{path}: entry {key!r} must be a {kind.__name__}")
-    model = build_model(content["model"]["name"], **content["model"]["kwargs"])
-    apply_state_dict(model, content["state_dict"], {"source": str(path)})
-    module = int8_module(model, content["observers"], content["preprocess"]["img_size"])
-    return LoadedModel(module, content["classes"], content["preprocess"], device, "int8", str(path))
+    model = build_model(meta["model"]["name"], **meta["model"]["kwargs"])
+    apply_state_dict(model, state_dict, {"source": str(path)})
+    module = int8_module(model, meta["observers"], meta["preprocess"]["img_size"])
+    return LoadedModel(module, meta["classes"], meta["preprocess"], device, "int8", str(path))
 
 
 def require_vgg(loaded: LoadedModel, verb: str) -> VGG:
@@ -117,8 +189,8 @@ def require_vgg(loaded: LoadedModel, verb: str) -> VGG:
 
 
 def _registry_model(name: str, pretrained: str | Path) -> VGG:
-    path = Path(str(pretrained)).expanduser()
-    if not path.is_file():
+    path = local_weights_file(pretrained)
+    if path is None:
         return create_model(name, pretrained=pretrained)
     state_dict, meta = read_weights_file(path)
     if "model" in meta:

@@ -12,34 +12,37 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
-from torchvision.utils import make_grid
 
 from ..data import build_transform, load_rgb
 from ..models.features import extract_features
 from ..models.vgg import VGG
+from ..plots import pyplot
 from .source import LoadedModel, load_for_inference, require_vgg
 
-# Feature-map tiles and heat maps are enlarged to at least this many pixels, so that 7x7 maps stay visible.
-MIN_TILE = 64
+# The smoothed heat map has at least this many pixels a side, so that it is smooth at the size it is shown.
 MIN_VIEW = 224
-
-
-def _colorize(values: torch.Tensor, colormap: str) -> torch.Tensor:
-    """Map values in [0, 1] of shape (H, W) to RGB (3, H, W) with a matplotlib colormap."""
-    from matplotlib import colormaps
-
-    rgba = colormaps[colormap](values.clamp(0, 1).numpy())
-    return torch.from_numpy(rgba[..., :3]).permute(2, 0, 1).float()
-
-
-def _to_pil(image: torch.Tensor) -> Image.Image:
-    return Image.fromarray((image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
 
 
 def _network_input(loaded: LoadedModel, image_path: str | Path) -> torch.Tensor:
     return build_transform(loaded.preprocess)(load_rgb(image_path))[None].to(loaded.device)
+
+
+def _model_label(loaded: LoadedModel) -> str:
+    """`vgg11_bn, exp/best.pt` for a checkpoint (its run folder and file name); the source as given otherwise."""
+    source = Path(loaded.source)
+    if not source.is_file():
+        return loaded.source
+    return f"{getattr(loaded.model, 'model_name', None) or 'VGG'}, {source.parent.name}/{source.name}"
+
+
+def _save(figure, out: str | Path) -> Path:
+    """Write `figure` to `out` (format from its suffix, as matplotlib reads it) and close it."""
+    out = Path(out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    pyplot().close(figure)
+    return out
 
 
 def feature_grid(
@@ -52,34 +55,73 @@ def feature_grid(
     max_maps: int = 64,
     device: str = "auto",
 ) -> Path:
-    """Save a grid of the first `max_maps` channels of `layer` for one image, each map scaled to its own range
-    (viridis colours), tiles enlarged to at least MIN_TILE pixels. Returns the written path."""
+    """Save a grid of the first `max_maps` channels of `layer` for one image: each tile labelled with its channel
+    number, all tiles on one colour scale (viridis, shown by the colour bar, so that strong and weak channels
+    can be compared), the title naming the model, the layer and the image. Returns the written path."""
     loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device)
     require_vgg(loaded, "features")
-    if layer not in loaded.model.layer_names:
-        raise ValueError(f"unknown --layer {layer!r}; choose one of: {', '.join(loaded.model.layer_names)}")
+    if max_maps < 1:
+        raise ValueError(f"--max-maps must be at least 1, got {max_maps}")
     with torch.no_grad():
         maps = extract_features(loaded.model, _network_input(loaded, image), [layer])[layer][0].float().cpu()
     if maps.ndim != 3:
         raise ValueError(f"--layer {layer} is a vector, not feature maps; use a conv, bn, relu or pool layer")
+    channels = len(maps)
     maps = maps[:max_maps]
-    low = maps.amin(dim=(1, 2), keepdim=True)
-    high = maps.amax(dim=(1, 2), keepdim=True)
-    maps = (maps - low) / (high - low).clamp(min=1e-12)
-    scale = max(1, math.ceil(MIN_TILE / maps.shape[-1]))
-    maps = nn.functional.interpolate(maps[:, None], scale_factor=scale, mode="nearest")[:, 0]
-    tiles = torch.stack([_colorize(m, "viridis") for m in maps])
-    grid = make_grid(tiles, nrow=math.ceil(math.sqrt(len(tiles))), padding=2, pad_value=1.0)
-    out = Path(out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _to_pil(grid).save(out)
-    return out
+    figure = _mosaic_figure(maps)
+    size = "x".join(map(str, maps.shape[-2:]))
+    figure.colorbar(figure.axes[0].images[0], ax=figure.axes[0], shrink=0.7, label=f"{layer} activation")
+    figure.suptitle(
+        f"{_model_label(loaded)}: {layer} for {Path(image).name}\n"
+        f"channels 0-{len(maps) - 1} of {channels}, {size} each, one colour scale",
+        fontsize=10,
+    )
+    return _save(figure, out)
+
+
+def _mosaic_figure(maps: torch.Tensor):
+    """A figure with the maps (n, h, w) as labelled tiles of one image on one colour scale, in a near-square grid.
+
+    One image with text, not an axis per tile: a figure of 64 axes takes seconds to lay out and draw."""
+    from matplotlib import colormaps
+
+    count, height, width = maps.shape
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    # Tiles are enlarged (nearest, so the pixels stay square) to at least 32 pixels; the gaps and the label strip
+    # above each tile are sized in those pixels for a tile shown about `shown` screen pixels wide.
+    scale = max(1, math.ceil(32 / max(height, width)))
+    tile_h, tile_w = height * scale, width * scale
+    shown = min(200.0, max(90.0, 750.0 / columns))
+    per_pixel = shown / tile_w
+    gap, strip = math.ceil(6 / per_pixel), math.ceil(14 / per_pixel)
+    mosaic = torch.full((rows * (strip + tile_h + gap), columns * (tile_w + gap)), float("nan"))
+    enlarged = maps.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
+    plt = pyplot()
+    figure, axis = plt.subplots(
+        figsize=(mosaic.shape[1] * per_pixel / 100 + 1.6, mosaic.shape[0] * per_pixel / 100 + 0.9),
+        layout="constrained",
+    )
+    for channel in range(count):
+        top = (channel // columns) * (strip + tile_h + gap) + strip
+        left = (channel % columns) * (tile_w + gap)
+        mosaic[top : top + tile_h, left : left + tile_w] = enlarged[channel]
+        axis.text(left + tile_w / 2, top - strip / 2, str(channel), ha="center", va="center", fontsize=8)
+    axis.imshow(
+        mosaic.numpy(),
+        cmap=colormaps["viridis"].with_extremes(bad="white"),
+        vmin=maps.min().item(),
+        vmax=maps.max().item(),
+        interpolation="nearest",
+    )
+    axis.set_axis_off()
+    return figure
 
 
 @dataclass
 class GradCam:
-    """A Grad-CAM result: `cam` (h, w) at the layer's resolution in [0, 1], the class explained, its score and
-    probability, and the network's input view (3, H, W) in [0, 1]."""
+    """A Grad-CAM result: `cam` (h, w) at the layer's resolution in [0, 1], the class explained and its
+    probability, the network's input view (3, H, W) in [0, 1], the layer, and the image and model it came from."""
 
     cam: torch.Tensor
     class_index: int
@@ -87,6 +129,8 @@ class GradCam:
     probability: float
     view: torch.Tensor
     layer: str
+    image: str
+    model: str
 
 
 def default_cam_layer(model: VGG) -> str:
@@ -108,8 +152,7 @@ def grad_cam(
     loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device)
     network = require_vgg(loaded, "explain")
     layer = layer or default_cam_layer(network)
-    if layer not in network.layer_names:
-        raise ValueError(f"unknown --layer {layer!r}; choose one of: {', '.join(network.layer_names)}")
+    network.get_layer(layer)  # raises for a layer this model does not have, naming the ones it has
     x = _network_input(loaded, image)
     named_layers = network.named_layers()
     activation = None
@@ -133,7 +176,9 @@ def grad_cam(
     std = torch.tensor(loaded.preprocess["std"]).view(3, 1, 1)
     view = (x[0].detach().cpu() * std + mean).clamp(0, 1)
     probability = logits.softmax(dim=1)[0, class_index].item()
-    return GradCam(cam, class_index, loaded.classes[class_index], probability, view, layer)
+    return GradCam(
+        cam, class_index, loaded.classes[class_index], probability, view, layer, Path(image).name, _model_label(loaded)
+    )
 
 
 def _class_index(target: str | int | None, classes: list[str], logits: torch.Tensor) -> int:
@@ -152,14 +197,37 @@ def _class_index(target: str | int | None, classes: list[str], logits: torch.Ten
 
 
 def save_grad_cam(result: GradCam, out: str | Path, alpha: float = 0.5) -> Path:
-    """Blend the heat map (jet colours) over the network's view, enlarged to at least MIN_VIEW pixels."""
-    size = result.view.shape[-2:]
-    scale = max(1.0, MIN_VIEW / min(size))
-    target = (round(size[0] * scale), round(size[1] * scale))
-    view = nn.functional.interpolate(result.view[None], size=target, mode="bilinear", align_corners=False)[0]
-    cam = nn.functional.interpolate(result.cam[None, None], size=target, mode="bilinear", align_corners=False)[0, 0]
-    blended = (1 - alpha) * view + alpha * _colorize(cam, "jet")
-    out = Path(out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _to_pil(blended).save(out)
-    return out
+    """Save the network's view of the image (pixels kept square, so a 32x32 input stays crisp when enlarged)
+    beside the heat map blended over it (jet colours, `alpha` opaque), with a colour bar from low to high evidence
+    and a title naming the class, its probability, the layer, the image and the model. Returns the written path."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    height, width = result.view.shape[-2:]
+    view = result.view.permute(1, 2, 0).numpy()
+    # The coarse heat map (2x2 at a 32x32 input) is smoothed to at least MIN_VIEW pixels, so that it reads as a
+    # region rather than as blocks, and laid over the view, which is shown unsmoothed.
+    scale = max(1.0, MIN_VIEW / min(height, width))
+    smooth_size = (round(height * scale), round(width * scale))
+    cam = nn.functional.interpolate(result.cam[None, None], size=smooth_size, mode="bilinear")[0, 0]
+    plt = pyplot()
+    figure, (input_axis, overlay_axis) = plt.subplots(1, 2, figsize=(7.6, 4.2), layout="constrained")
+    input_axis.imshow(view, interpolation="nearest")
+    input_axis.set_title(f"input as the network sees it ({width}x{height})", fontsize=9)
+    overlay_axis.imshow(view, interpolation="nearest")
+    extent = (-0.5, width - 0.5, height - 0.5, -0.5)  # the view's pixel edges, where imshow put the view
+    overlay_axis.imshow(cam.numpy(), cmap="jet", vmin=0, vmax=1, alpha=alpha, extent=extent, interpolation="nearest")
+    overlay_axis.set_title(f"Grad-CAM at {result.layer}", fontsize=9)
+    for axis in (input_axis, overlay_axis):
+        axis.set_axis_off()
+    colour_bar = figure.colorbar(
+        ScalarMappable(Normalize(0, 1), "jet"), ax=overlay_axis, ticks=[0, 1], shrink=0.8, pad=0.03
+    )
+    colour_bar.ax.set_yticklabels(["low", "high"])
+    colour_bar.set_label(f"evidence for {result.class_name!r}")
+    figure.suptitle(
+        f"Where the evidence for class {result.class_name!r} is (probability {result.probability:.3f})\n"
+        f"{result.image}, {result.model}",
+        fontsize=10,
+    )
+    return _save(figure, out)

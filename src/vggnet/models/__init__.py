@@ -1,39 +1,43 @@
-"""The VGG family: architecture, registry, factory, official weights and loading."""
+"""The VGG family: architecture, registry, factory, official weights and loading.
 
-from .factory import create_model, load_model
-from .features import extract_features
-from .loading import (
-    CHECKPOINT_FORMAT,
-    LoadReport,
-    load_weights,
-    read_weights_file,
-    remap_state_dict,
-    safe_torch_load,
-)
-from .registry import ALIASES, list_models, register_model, resolve_name
-from .vgg import CFGS, MIN_INPUT_SIZE, VGG, make_features
-from .weights import PRETRAINED, PretrainedWeights, get_pretrained, imagenet_categories
+The names below are imported on first use, so that the registry's names (`list_models`) come without torch.
+"""
 
-__all__ = [
-    "ALIASES",
-    "CFGS",
-    "CHECKPOINT_FORMAT",
-    "MIN_INPUT_SIZE",
-    "PRETRAINED",
-    "VGG",
-    "LoadReport",
-    "PretrainedWeights",
-    "create_model",
-    "extract_features",
-    "get_pretrained",
-    "imagenet_categories",
-    "list_models",
-    "load_model",
-    "load_weights",
-    "make_features",
-    "read_weights_file",
-    "register_model",
-    "remap_state_dict",
-    "resolve_name",
-    "safe_torch_load",
-]
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    ".cfgs": ["CFGS", "MIN_INPUT_SIZE"],
+    ".factory": ["create_model", "load_model"],
+    ".features": ["extract_features"],
+    ".loading": [
+        "CHECKPOINT_FORMAT",
+        "LoadReport",
+        "load_weights",
+        "read_weights_file",
+        "remap_state_dict",
+        "safe_torch_load",
+    ],
+    ".registry": ["ALIASES", "list_models", "register_model", "resolve_name"],
+    ".vgg": ["VGG", "make_features"],
+    ".weights": ["PRETRAINED", "PretrainedWeights", "get_pretrained", "imagenet_categories"],
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
+
+if TYPE_CHECKING:  # what type checkers and IDEs read; at run time `__getattr__` imports each name on first use
+    from .cfgs import CFGS, MIN_INPUT_SIZE
+    from .factory import create_model, load_model
+    from .features import extract_features
+    from .loading import (
+        CHECKPOINT_FORMAT,
+        LoadReport,
+        load_weights,
+        read_weights_file,
+        remap_state_dict,
+        safe_torch_load,
+    )
+    from .registry import ALIASES, list_models, register_model, resolve_name
+    from .vgg import VGG, make_features
+    from .weights import PRETRAINED, PretrainedWeights, get_pretrained, imagenet_categories

@@ -8,7 +8,9 @@
 import logging
 from pathlib import Path
 
-from .loading import apply_state_dict, load_weights, read_weights_file
+import torch
+
+from .loading import QUANTIZED_FORMAT, apply_state_dict, load_weights, read_weights_file
 from .registry import build_model
 from .vgg import VGG
 
@@ -37,9 +39,10 @@ def create_model(
         init: `"kaiming"` (torchvision's initialisation) or `"xavier"` (the seed note's).
         head: `"classic"` (4096-4096 MLP on a 7x7 map, torchvision's) or `"compact"` (global average pool + linear).
         width_mult: Multiplies every convolution's channel count (1.0 is the published network).
-        pretrained: `"imagenet"` for torchvision's official weights, or the path of a `.pth`/`.pt`/`.safetensors`
-            file. Layers whose shapes differ from the weights' (the last layer for another `num_classes`, the whole
-            classifier for the compact head) stay freshly initialised, and a one-line report says so.
+        pretrained: `"imagenet"` for torchvision's official weights (always: a file named so is `"./imagenet"`), or
+            the path of a `.pth`/`.pt`/`.safetensors` file. Layers whose shapes differ from the weights' (the last
+            layer for another `num_classes`, the whole classifier for the compact head) stay freshly initialised,
+            and a one-line report says so.
         progress: Show a progress bar while downloading weights.
     """
     model = build_model(
@@ -63,11 +66,23 @@ def load_model(checkpoint: str | Path) -> VGG:
     """
     path = Path(checkpoint).expanduser()
     state_dict, meta = read_weights_file(path)
+    if meta.get("format") == QUANTIZED_FORMAT:
+        raise ValueError(
+            f"{path} is an int8 model written by `vggnet quantize`, not a VGG; run it with vggnet.predict or "
+            f"vggnet.evaluate (--model in the CLI), or load the fp32 checkpoint it was made from"
+        )
+    return rebuild_model(state_dict, meta, path)
+
+
+def rebuild_model(state_dict: dict[str, torch.Tensor], meta: dict, path: Path) -> VGG:
+    """The model that a vggnet file's contents (`read_weights_file`'s state dict and metadata) describe, with its
+    weights; `path` is the file's, for messages and `pretrained_cfg["source"]`."""
     spec = meta.get("model")
     if spec is None:
         raise ValueError(
-            f"{path} is not a vggnet checkpoint (it does not say which model it holds); for other weights files "
-            f"use vggnet.create_model(name, pretrained={str(path)!r})"
+            f"{path} is not a vggnet checkpoint (it does not say which model it holds); load other weights files "
+            f"with a model name: --model vgg16 --pretrained {path} (vggnet.create_model('vgg16', "
+            f"pretrained={str(path)!r}) in Python), naming the variant they were saved from"
         )
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs"), dict):
         raise ValueError(f"{path}: entry 'model' must be {{'name': str, 'kwargs': dict}}, got {spec!r}")

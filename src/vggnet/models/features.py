@@ -24,10 +24,10 @@ def extract_features(model: VGG, x: torch.Tensor, layers: list[str]) -> dict[str
         The outputs keyed by layer name, in the order of `layers`. Gradients flow through them.
     """
     names = model.layer_names
-    unknown = [name for name in layers if name not in names]
-    if unknown or not layers:
-        problem = f"unknown layer(s) {unknown!r}" if unknown else "no layers requested"
-        raise ValueError(f"{problem}; choose from: {', '.join(names)}")
+    if not layers:
+        raise ValueError(f"no layers requested; choose from: {', '.join(names)}")
+    for name in layers:
+        model.get_layer(name)  # raises, naming the closest layer, for a name this model does not have
     model.check_input(x)
     wanted = set(layers)
     all_layers = model.named_layers()

@@ -7,24 +7,27 @@ model, re-attaches the observers and converts: the same int8 graph as right afte
 
 import torch
 
+from ..extras import require
 from .vgg import MIN_INPUT_SIZE, VGG
 
 
-def _quantization_api():
-    try:
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
-    except ImportError as error:
-        raise ValueError("int8 quantization needs torchao: pip install 'vggnet[quantize]'") from error
+def quantization_api():
+    """torchao's PT2E functions and a configured X86InductorQuantizer: (prepare_pt2e, convert_pt2e, quantizer).
+
+    Raises:
+        MissingExtra: torchao is not installed, or is too old to have PT2E quantization.
+    """
+    pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "quantize", "int8 quantization")
+    x86 = require("torchao.quantization.pt2e.quantizer.x86_inductor_quantizer", "quantize", "int8 quantization")
     quantizer = x86.X86InductorQuantizer()
     quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
-    return prepare_pt2e, convert_pt2e, quantizer
+    return pt2e.prepare_pt2e, pt2e.convert_pt2e, quantizer
 
 
 def prepare_for_calibration(model: VGG, size: int) -> torch.nn.Module:
     """`model` exported (any batch size, `size` x `size` inputs) with observers inserted; run images through it to
-    calibrate."""
-    prepare_pt2e, _, quantizer = _quantization_api()
+    calibrate. `model` is put in eval mode."""
+    prepare_pt2e, _, quantizer = quantization_api()
     side = max(size, MIN_INPUT_SIZE)
     example = torch.randn(2, model.in_chans, side, side)
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},)
@@ -44,7 +47,7 @@ def int8_module(model: VGG, observers: dict[str, torch.Tensor], size: int) -> to
     Raises:
         ValueError: the observers do not fit this model's graph (another model, or another PyTorch/torchao).
     """
-    _, convert_pt2e, _ = _quantization_api()
+    _, convert_pt2e, _ = quantization_api()
     prepared = prepare_for_calibration(model, size)
     expected = set(observer_state(prepared, model))
     if set(observers) != expected:

@@ -10,7 +10,9 @@ unpickled beyond tensors and plain Python values.
     >>> report = load_weights(model, "vgg16_flowers.pth")
 """
 
+import difflib
 import json
+import os
 import pickle
 import re
 import warnings
@@ -24,9 +26,18 @@ from safetensors.torch import load_file as load_safetensors
 
 from .registry import build_model, list_models
 from .vgg import VGG
-from .weights import fetch_pretrained, get_pretrained
+from .weights import PRETRAINED, fetch_pretrained, get_pretrained
 
 CHECKPOINT_FORMAT = "vggnet-checkpoint"
+# What `vggnet quantize` writes (an `.int8.pt` file): fp32 weights plus calibrated int8 ranges.
+QUANTIZED_FORMAT = "vggnet-int8"
+# The entries besides `state_dict` that describe the model, in each of vggnet's file formats (the `format` entry).
+_META_KEYS = {
+    CHECKPOINT_FORMAT: ("model", "classes", "preprocess"),
+    QUANTIZED_FORMAT: ("model", "classes", "preprocess", "observers"),
+}
+# Suffixes of weights files: a value ending so names a file, never a model or a tag (`.int8.pt` ends in `.pt`).
+WEIGHTS_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
 # The safetensors metadata field (a JSON string) that carries model, classes and preprocess in vggnet's exports.
 SAFETENSORS_METADATA_KEY = "vggnet"
 
@@ -57,17 +68,65 @@ class LoadReport:
         return text
 
 
+def looks_like_path(text: str) -> bool:
+    """Whether `text` is meant as a file rather than a model name or weights tag: it has a folder separator or a
+    weights file's suffix, or starts with `.` or `~`."""
+    separators = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return bool(separators & set(text)) or text.startswith((".", "~")) or Path(text).suffix in WEIGHTS_SUFFIXES
+
+
+def no_such_file(text: str | Path) -> str:
+    """The message for a weights file that is not there: `no such file: PATH`, and the most similar weights file
+    in that folder (or the weights files in it, when PATH is a folder)."""
+    path = Path(str(text)).expanduser()
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix in WEIGHTS_SUFFIXES)
+        offer = f"; pass a weights file in it: {', '.join(inside)}" if inside else ", with no weights file in it"
+        return f"{text} is a folder, not a weights file{offer}"
+    if not path.parent.is_dir():
+        return f"no such file: {text} (there is no folder {path.parent})"
+    # Only weights files are candidates: a folder of images offers nothing to suggest, and would be slow to match.
+    candidates = [p.name for p in path.parent.iterdir() if p.suffix in WEIGHTS_SUFFIXES and p.is_file()]
+    close = difflib.get_close_matches(path.name, candidates, n=1)
+    hint = f"; did you mean {str(Path(str(text)).with_name(close[0]))}?" if close else "; check the path"
+    return f"no such file: {text}{hint}"
+
+
+def local_weights_file(source: str | Path) -> Path | None:
+    """The weights file that `source` names, or None when it names official weights by tag.
+
+    A string that is a tag (`"imagenet"`) always means the official weights, even where a file of that name
+    exists (pass `"./imagenet"` for the file). A `Path`, an existing file, or a value that looks like a path
+    (see `looks_like_path`) is a file; any other string is taken as a tag, which `get_pretrained` checks.
+
+    Raises:
+        ValueError: `source` is meant as a file and no such file exists.
+    """
+    text = str(source)
+    if isinstance(source, str) and text in {tag for _, tag in PRETRAINED}:
+        return None
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if isinstance(source, Path) or looks_like_path(text) or path.is_dir():
+        raise ValueError(no_such_file(text))
+    return None
+
+
 def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read a weights file into (state dict, metadata); the metadata holds the `model`, `classes` and
-    `preprocess` entries of a vggnet checkpoint or of a safetensors file exported by vggnet (its `vggnet`
-    metadata field), and is empty for other files.
+    """Read a weights file into (state dict, metadata).
+
+    The metadata of a vggnet file holds its `format` (`vggnet-checkpoint` or `vggnet-int8`: files are recognised
+    by content, whatever their name) and its `model`, `classes` and `preprocess` entries (and an int8 file's
+    `observers`); that of a safetensors file exported by vggnet holds the entries of its `vggnet` metadata field.
+    It is empty for other files.
 
     Raises:
         ValueError: the file is missing, damaged, not a checkpoint, or carries pickled Python objects.
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"weights file {str(path)!r} does not exist; check the path")
+        raise ValueError(no_such_file(path))
     if path.suffix == ".safetensors":
         try:
             with safe_open(str(path), framework="pt") as f:
@@ -107,7 +166,7 @@ def safe_torch_load(path: str | Path) -> object:
             f"or as .safetensors"
         ) from error
     except FileNotFoundError as error:
-        raise ValueError(f"{path} does not exist; check the path") from error
+        raise ValueError(no_such_file(path)) from error
     except Exception as error:  # torch.load raises RuntimeError, EOFError, zipfile errors... on damaged files
         raise ValueError(
             f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {error}); the file is damaged "
@@ -116,9 +175,9 @@ def safe_torch_load(path: str | Path) -> object:
 
 
 def _state_dict_of(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
-        meta = {key: obj[key] for key in ("model", "classes", "preprocess") if key in obj}
-        return _tensors_only(obj.get("state_dict"), path), meta
+    if isinstance(obj, Mapping) and obj.get("format") in _META_KEYS:
+        keys = ("format", *_META_KEYS[obj["format"]])
+        return _tensors_only(obj.get("state_dict"), path), {key: obj[key] for key in keys if key in obj}
     if isinstance(obj, Mapping):
         for key in _STATE_DICT_KEYS:
             if isinstance(obj.get(key), Mapping):
@@ -231,23 +290,21 @@ def load_weights(model: VGG, source: str | Path, progress: bool = True) -> LoadR
 
     Args:
         model: The model to fill; its head may differ from the weights' (see `remap_state_dict`).
-        source: A tag of the official weights (`"imagenet"`) or the path of a weights file.
+        source: A tag of the official weights (`"imagenet"`) or the path of a weights file (see
+            `local_weights_file`: `"imagenet"` is always the tag, `"./imagenet"` a file).
         progress: Show a progress bar while downloading.
 
     Sets `model.pretrained_cfg` to the source, and where known the weights' classes and preprocessing; classes
     are kept only when the model's class count equals theirs.
     """
-    source_text = str(source)
-    path = Path(source_text).expanduser()
-    if path.is_file():
+    path = local_weights_file(source)
+    if path is not None:
         state_dict, meta = read_weights_file(path)
-        pretrained_cfg = {"source": str(path), **meta}
-    elif path.suffix in (".pth", ".pt", ".safetensors", ".bin") or "/" in source_text:
-        raise ValueError(f"weights file {source_text!r} does not exist; check the path")
+        pretrained_cfg = {"source": str(path), **{k: meta[k] for k in ("classes", "preprocess") if k in meta}}
     else:
         if model.model_name is None:
-            raise ValueError(f"pretrained={source_text!r} needs a registry model; build it with vggnet.create_model")
-        weights = get_pretrained(model.model_name, source_text)
+            raise ValueError(f"pretrained={str(source)!r} needs a registry model; build it with vggnet.create_model")
+        weights = get_pretrained(model.model_name, str(source))
         path = fetch_pretrained(weights, progress=progress)
         state_dict, _ = read_weights_file(path)
         pretrained_cfg = {

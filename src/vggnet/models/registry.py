@@ -7,10 +7,14 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+from .cfgs import CFGS
 
-from .vgg import CFGS, VGG
+if TYPE_CHECKING:  # torch is imported when a model is built, not when names are listed (`vggnet --help`)
+    from torch import nn
+
+    from .vgg import VGG
 
 
 @dataclass(frozen=True)
@@ -18,7 +22,7 @@ class Architecture:
     """A registered variant: its config list's key in `CFGS` and the norm layer after each convolution."""
 
     cfg: str
-    norm_layer: Callable[[int], nn.Module] | None = None
+    norm_layer: Callable[[int], "nn.Module"] | None = None
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -36,9 +40,16 @@ def register_model(name: str, architecture: Architecture) -> None:
     _REGISTRY[name] = architecture
 
 
+def _batch_norm(channels: int) -> "nn.Module":
+    """`nn.BatchNorm2d(channels)`, the norm layer of the `_bn` variants."""
+    from torch import nn
+
+    return nn.BatchNorm2d(channels)
+
+
 for _cfg in CFGS:
     register_model(_cfg, Architecture(_cfg))
-    register_model(f"{_cfg}_bn", Architecture(_cfg, nn.BatchNorm2d))
+    register_model(f"{_cfg}_bn", Architecture(_cfg, _batch_norm))
 
 
 def list_models(include_aliases: bool = False) -> list[str]:
@@ -54,8 +65,10 @@ def resolve_name(name: str) -> str:
     return name
 
 
-def build_model(name: str, **kwargs) -> VGG:
+def build_model(name: str, **kwargs) -> "VGG":
     """A freshly initialised model of a registered variant; `kwargs` go to `VGG` (see its docstring)."""
+    from .vgg import VGG
+
     canonical = resolve_name(name)
     architecture = _REGISTRY[canonical]
     model = VGG(CFGS[architecture.cfg], norm_layer=architecture.norm_layer, **kwargs)

@@ -1,30 +1,22 @@
 """The VGG family (Simonyan & Zisserman, 2014), built from config lists.
 
-Each variant is a line of data in `CFGS`: a number is a 3x3 convolution (padding 1) with that many output
+Each variant is a line of data in `cfgs.CFGS`: a number is a 3x3 convolution (padding 1) with that many output
 channels, followed by ReLU; `"M"` is a 2x2 max-pool with stride 2. One `make_features` loop turns a list into
 layers. Module structure and state-dict keys are torchvision's (`features.N`, `avgpool`, `classifier.0/3/6`), so
 torchvision's official checkpoints load with `strict=True`.
 
-    >>> from vggnet.models.vgg import CFGS, VGG
+    >>> from vggnet.models import CFGS, VGG
     >>> model = VGG(CFGS["vgg16"], num_classes=10)
 """
 
+import difflib
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-CFGS: dict[str, list[int | str]] = {
-    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
-}
+from .cfgs import HEADS, MIN_INPUT_SIZE
 
-# Five 2x2 max-pools halve the input five times; below 32 pixels the last one would produce an empty map.
-MIN_INPUT_SIZE = 32
-
-HEADS = ("classic", "compact")
 INITS = ("kaiming", "xavier")
 
 # Canonical names of the head layers in forward order, after `avgpool` and `flatten`.
@@ -209,11 +201,30 @@ class VGG(nn.Module):
         return list(zip(self._layer_names, modules, strict=True))
 
     def get_layer(self, name: str) -> nn.Module:
-        """The module with canonical name `name` (e.g. `"conv5_3"`)."""
+        """The module with canonical name `name` (e.g. `"conv5_3"`): also the one check of a layer name that
+        every verb taking `--layer` makes.
+
+        Raises:
+            ValueError: this model has no such layer; the message suggests the closest name and lists them all.
+        """
         layers = dict(self.named_layers())
         if name not in layers:
-            raise ValueError(f"unknown layer {name!r}; choose one of: {', '.join(layers)}")
+            raise ValueError(self._unknown_layer_message(name))
         return layers[name]
+
+    def _unknown_layer_message(self, name: str) -> str:
+        names = self.layer_names
+        other_heads = [head for head, names_in in _HEAD_LAYER_NAMES.items() if head != self.head and name in names_in]
+        close = difflib.get_close_matches(name, names, n=1)
+        if other_heads:
+            # The usual slip: a classic-head name (relu7, fc7) on a compact-head model, or the reverse.
+            hint = f"{name} is a layer of the {other_heads[0]} head, and this model has the {self.head} head; "
+        elif close:
+            hint = f"did you mean {close[0]!r}? "
+        else:
+            hint = ""
+        model = f"{self.model_name or 'VGG'} ({self.head} head)"
+        return f"unknown layer {name!r} in this {model}; {hint}its layers are: {', '.join(names)}"
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError unless `x` is an (N, in_chans, H, W) batch with H and W at least `MIN_INPUT_SIZE`."""

@@ -2,10 +2,13 @@
 
 Every row is torchvision's `IMAGENET1K_V1` weights for that variant, with torchvision's verified metadata
 (parameter count, GMACs at 224x224, ImageNet-1K accuracy). The SHA-256 prefix in each file name is checked on
-download and again when a cached file is used.
+download (by torch hub) and remembered in a small JSON file beside the weights (`<file>.verified.json`: size,
+modification time, checked prefix), so a cached file is hashed again only when it changed, not on every load.
 """
 
+import contextlib
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -14,6 +17,8 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 
 import torch
+
+from ..atomic import atomic_write_text
 
 # torchvision's ImageClassification preset for these weights: resize the short side to 256 (bilinear, antialiased),
 # centre-crop 224, normalise with the ImageNet mean and std.
@@ -118,11 +123,36 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def memo_path(path: Path) -> Path:
+    """Where the record of `path`'s last successful hash check lives (beside it, in the hub cache)."""
+    return path.with_name(path.name + ".verified.json")
+
+
+def _file_stamp(path: Path, hash_prefix: str) -> dict:
+    """What identifies the file as checked: any change of size or modification time makes it unchecked."""
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256_prefix": hash_prefix}
+
+
+def _remember_verified(path: Path, hash_prefix: str) -> None:
+    # A read-only cache (shared, or mounted) keeps no record: the file stays usable, it is only hashed on each load.
+    with contextlib.suppress(OSError):
+        atomic_write_text(memo_path(path), json.dumps(_file_stamp(path, hash_prefix)))
+
+
+def _known_verified(path: Path, hash_prefix: str) -> bool:
+    try:
+        return json.loads(memo_path(path).read_text(encoding="utf-8")) == _file_stamp(path, hash_prefix)
+    except (OSError, ValueError):  # no record, or a damaged one: hash the file
+        return False
+
+
 def fetch_pretrained(weights: PretrainedWeights, progress: bool = True) -> Path:
     """Return the path of the verified weights file, downloading it into the torch hub cache if needed.
 
     A download is written to a temporary file and renamed only after its hash matched, so a failed or corrupted
-    download leaves no file behind.
+    download leaves no file behind. A cached file is hashed again only if its size or modification time changed
+    since its last check (see `memo_path`).
 
     Raises:
         RuntimeError: the download failed (offline, server error) or its hash did not match, or a cached file
@@ -130,12 +160,15 @@ def fetch_pretrained(weights: PretrainedWeights, progress: bool = True) -> Path:
     """
     path = cache_path(weights)
     if path.exists():
+        if _known_verified(path, weights.hash_prefix):
+            return path
         digest = sha256_of(path)
         if not digest.startswith(weights.hash_prefix):
             raise RuntimeError(
                 f"cached weights {path} are corrupted (SHA-256 {digest[:16]}..., expected to start with "
                 f"{weights.hash_prefix}); delete the file and run again to download it anew"
             )
+        _remember_verified(path, weights.hash_prefix)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -147,11 +180,12 @@ def fetch_pretrained(weights: PretrainedWeights, progress: bool = True) -> Path:
         raise RuntimeError(
             f"could not download the {weights.tag} weights for {weights.model} from {weights.url} ({reason}). "
             f"On a machine without internet access, download that file elsewhere and put it at {path}, "
-            f"or pass pretrained=PATH with a local copy"
+            f"or pass a local copy with --pretrained PATH (pretrained=PATH in Python)"
         ) from error
     except RuntimeError as error:  # torch.hub's hash check
         raise RuntimeError(
             f"the download of {weights.url} is corrupted: {error}; nothing was saved. Run again to retry; "
             f"if it keeps failing, something between you and the server alters the file"
         ) from error
+    _remember_verified(path, weights.hash_prefix)  # torch hub hashed it while downloading
     return path

@@ -1,15 +1,21 @@
 """Training: the validated config, the loop (single process now, DDP later through the same path), checkpoints
-and the run folder."""
+and the run folder.
 
-from .config import DIGITS_DEFAULTS, TrainConfig, load_config_file, make_config
-from .loop import TrainingInterrupted, TrainResult, train
+The names below are imported on first use, so that the config (which `vggnet train --help` reads) comes without
+torch.
+"""
 
-__all__ = [
-    "DIGITS_DEFAULTS",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingInterrupted",
-    "load_config_file",
-    "make_config",
-    "train",
-]
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    ".config": ["DIGITS_DEFAULTS", "TrainConfig", "load_config_file", "make_config"],
+    ".loop": ["TrainingInterrupted", "TrainResult", "train"],
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
+
+if TYPE_CHECKING:  # what type checkers and IDEs read; at run time `__getattr__` imports each name on first use
+    from .config import DIGITS_DEFAULTS, TrainConfig, load_config_file, make_config
+    from .loop import TrainingInterrupted, TrainResult, train

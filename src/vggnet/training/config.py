@@ -11,19 +11,17 @@ import typing
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-import yaml
-
-from ..data.transforms import AUGMENTS
+# Light imports only: `vggnet train --help` reads the defaults here without importing torch.
+from ..choices import AUGMENTS, DEVICES, PRECISIONS
+from ..models.cfgs import HEADS, MIN_INPUT_SIZE
 from ..models.registry import list_models
-from ..models.vgg import HEADS, MIN_INPUT_SIZE
-from ..runtime import DEVICES, PRECISIONS, default_workers
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("cosine", "none")
 # Defaults that depend on the optimizer: learning rate and weight decay.
 OPTIMIZER_DEFAULTS = {"sgd": {"lr": 0.01, "weight_decay": 5e-4}, "adamw": {"lr": 1e-3, "weight_decay": 0.05}}
 
-# The built-in digits (8x8 images): a compact VGG at 32x32, no cropping; about two minutes on a 2-core CPU.
+# The built-in digits (8x8 images): a compact VGG at 32x32, no cropping, small enough to train on a CPU.
 DIGITS_DEFAULTS = {
     "model": "vgg11_bn",
     "head": "compact",
@@ -109,6 +107,8 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """A copy with the optimizer-dependent defaults (lr, weight decay) and the worker count filled in."""
+        from ..runtime import default_workers  # runtime imports torch, which the config itself does not need
+
         defaults = OPTIMIZER_DEFAULTS[self.opt]
         return replace(
             self,
@@ -135,6 +135,8 @@ def make_config(settings: dict) -> TrainConfig:
 
 def load_config_file(path: str | Path) -> dict:
     """Read a YAML config file of TrainConfig fields (`batch_size: 64`, or `batch-size: 64`)."""
+    import yaml  # here, not at the top: `vggnet train --help` reads this module and has no use for it
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise ValueError(f"--config {str(path)!r} does not exist; check the path")

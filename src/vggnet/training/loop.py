@@ -7,6 +7,10 @@
 Each epoch trains, validates, then writes `last.pt` (and `best.pt` when validation top-1 improved),
 `metrics.csv` and `results.png` into the run folder. Ctrl-C (or SIGTERM) stops at the next batch boundary,
 saves `last.pt` and prints the command that resumes.
+
+Validation runs the model as `vggnet eval` does (`models.inference_form`: at bf16/fp16, BatchNorm folded and the
+weights cast; the same batches), so that `vggnet eval` of `best.pt` on the validation folder reproduces the top-1,
+top-5 and loss it records, at the precision the run used (`runtime.precision` in the checkpoint).
 """
 
 import contextlib
@@ -25,10 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..atomic import atomic_save
+from ..choices import INFERENCE_BATCH_SIZE
 from ..data import (
     DatasetSplits,
     ImageListDataset,
@@ -38,8 +43,10 @@ from ..data import (
     discover_splits,
     find_unreadable,
 )
-from ..infer.evaluate import autocast_forward, evaluation_metrics, evaluation_sums
+from ..extras import require
+from ..infer.evaluate import evaluation_metrics, evaluation_sums
 from ..models.factory import create_model
+from ..models.inference_form import inference_input, low_precision_copy
 from ..models.vgg import VGG
 from ..models.weights import IMAGENET_PREPROCESS
 from ..plots import plot_confusion_matrix, plot_results
@@ -146,18 +153,16 @@ class _Run:
                 f"the data's classes {self.splits.classes} differ from the checkpoint's {checkpoint['classes']}; "
                 f"resume on the same data"
             )
-        self.run_dir = distributed.share(lambda: run_dir or new_run_dir(config.out, config.name))
         self.preprocess = _preprocess(config)
         self.train_set = ImageListDataset(
             self.splits.train, build_transform(self.preprocess, train=True, augment=config.augment)
         )
         self.val_set = ImageListDataset(self.splits.val, build_transform(self.preprocess))
-        # The train set is shuffled per epoch and dealt out to the processes (DistributedSampler); each process
-        # validates every world_size-th image, so that all of them together count each one exactly once.
+        # The train set is shuffled per epoch and dealt out to the processes (DistributedSampler).
         self.sampler = DistributedSampler(
             self.train_set, distributed.world_size, distributed.rank, shuffle=True, seed=config.seed
         )
-        self.val_indices = list(range(distributed.rank, len(self.val_set), distributed.world_size))
+        self.val_batches = validation_batches(len(self.val_set), distributed.rank, distributed.world_size)
         self.drop_last = len(self.sampler) > config.batch_size
         batches = len(self.sampler) / config.batch_size
         self.steps_per_epoch = math.floor(batches) if self.drop_last else math.ceil(batches)
@@ -168,25 +173,42 @@ class _Run:
         self.scheduler = _build_scheduler(self.optimizer, config, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.writer = _tensorboard_writer(self.run_dir) if config.tensorboard and self.main else None
+        writer_class = _summary_writer_class() if config.tensorboard and self.main else None
 
         self.history: list[dict] = []
         self.best: dict | None = None
         self.bad_epochs = 0
         self.epoch = 0  # epochs completed
         self.partial = _empty_epoch_sums()  # sums of the epoch in progress (for a mid-epoch resume)
+        # Only now, with the data, the weights and the extras in hand, is a new run folder made: a start that
+        # fails leaves none behind.
+        self.run_dir = distributed.share(lambda: run_dir or new_run_dir(config.out, config.name))
         if checkpoint is not None:
             if self.main:
                 remove_stale_temporaries(self.run_dir)
             self._restore(checkpoint)
         elif self.main:
             write_config_yaml(config.to_dict(), self.run_dir / "config.yaml")
+        self.writer = writer_class(log_dir=str(self.run_dir)) if writer_class is not None else None
 
     # ---- the loop ------------------------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
         self._print_header()
-        stopped_early = False
+        try:
+            stopped_early = self._train_epochs()
+        finally:  # on every way out: the last epoch, an early stop, a stop request, an error
+            if self.writer is not None:
+                self.writer.close()
+        best = self.best or {}
+        self.log(
+            f"best val top-1 {best.get('val_top1', float('nan')):.4f} (epoch {best.get('epoch')}); "
+            f"run folder {self.run_dir}"
+        )
+        return TrainResult(self.run_dir, dict(self.history[-1]), dict(best), stopped_early)
+
+    def _train_epochs(self) -> bool:
+        """Train the remaining epochs; True when early stopping ended the run."""
         with _StopRequest() as stop:
             while self.epoch < self.config.epochs:
                 finished = self._train_one_epoch(stop)
@@ -203,16 +225,8 @@ class _Run:
                         f"early stop: validation top-1 did not improve for {self.bad_epochs} epochs "
                         f"(--patience {self.config.patience})"
                     )
-                    stopped_early = True
-                    break
-        if self.writer is not None:
-            self.writer.close()
-        best = self.best or {}
-        self.log(
-            f"best val top-1 {best.get('val_top1', float('nan')):.4f} (epoch {best.get('epoch')}); "
-            f"run folder {self.run_dir}"
-        )
-        return TrainResult(self.run_dir, dict(self.history[-1]), dict(best), stopped_early)
+                    return True
+        return False
 
     def _train_one_epoch(self, stop: "_StopRequest") -> bool:
         """Train the current epoch from where it stands; False when a stop was requested before its end."""
@@ -281,9 +295,8 @@ class _Run:
     def _end_epoch(self) -> dict:
         sums = self._global_sums()
         self.distributed.broadcast_buffers(self.model)
-        forward = autocast_forward(self.model, self.device, self.precision)
-        loader = self._loader(Subset(self.val_set, self.val_indices))
-        validation = evaluation_sums(forward, self.model.num_classes, loader, self.device)
+        loader = self._loader(self.val_set, batch_sampler=self.val_batches)
+        validation = evaluation_sums(self._validation_forward(), self.model.num_classes, loader, self.device)
         for value in validation.values():
             self.distributed.all_reduce_sum(value)
         evaluation = evaluation_metrics(validation)
@@ -329,6 +342,17 @@ class _Run:
             f"  val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}"
             f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s {row['images_per_s']:.0f} img/s" + ("  *" if improved else "")
         )
+
+    def _validation_forward(self):
+        """The model as `vggnet eval` runs it at this run's precision: itself in eval mode at fp32, else a copy in
+        eval mode with BatchNorm folded and the weights cast (which costs one copy of the weights per epoch)."""
+        dtype = autocast_dtype(self.precision) or torch.float32
+        model = self.model.eval() if dtype == torch.float32 else low_precision_copy(self.model, dtype, self.device)
+
+        def forward(images: torch.Tensor) -> torch.Tensor:
+            return model(inference_input(images, self.device, dtype))
+
+        return forward
 
     def _global_sums(self) -> dict:
         """The epoch's running sums over all processes (seconds: this process's)."""
@@ -414,22 +438,27 @@ class _Run:
         order = list(self.sampler)[start_step * self.config.batch_size :]
         # Seeds the loader workers' augmentation per (seed, epoch, process).
         seed = (self.config.seed * 1_000 + self.epoch) * 1_000 + self.distributed.rank
-        return self._loader(self.train_set, order=order, generator=torch.Generator().manual_seed(seed))
+        return self._loader(
+            self.train_set,
+            generator=torch.Generator().manual_seed(seed),
+            batch_size=self.config.batch_size,
+            sampler=order,
+            drop_last=self.drop_last,
+        )
 
-    def _loader(self, dataset, order=None, generator=None) -> DataLoader:
+    def _loader(self, dataset, generator=None, **batching) -> DataLoader:
+        """A loader of `dataset` batched as `batching` says (`batch_size` and `sampler`, or `batch_sampler`)."""
         workers = self.config.workers
         return DataLoader(
             dataset,
-            batch_size=self.config.batch_size,
-            sampler=order,
             num_workers=workers,
             collate_fn=collate_skipping_failures,
-            drop_last=order is not None and self.drop_last,
             generator=generator,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
             worker_init_fn=_ignore_stop_signals,
             multiprocessing_context="fork" if workers and sys.platform == "linux" else None,
+            **batching,
         )
 
     def _print_header(self) -> None:
@@ -565,12 +594,22 @@ def _build_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int) -> to
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _tensorboard_writer(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as error:
-        raise ValueError("--tensorboard needs the tensorboard package: pip install 'vggnet[tensorboard]'") from error
-    return SummaryWriter(log_dir=str(run_dir))
+def validation_batches(count: int, rank: int = 0, world_size: int = 1) -> list[list[int]]:
+    """This process's validation batches of a validation set of `count` images: the batches `vggnet eval` forms
+    (INFERENCE_BATCH_SIZE images, in the data's order), so that each image meets the same batch and is computed
+    exactly as eval computes it. Under torchrun the processes take whole batches in turn, so that all of them
+    together count each image exactly once."""
+    size = INFERENCE_BATCH_SIZE
+    batches = [list(range(start, min(start + size, count))) for start in range(0, count, size)]
+    return batches[rank::world_size]
+
+
+def _summary_writer_class():
+    """TensorBoard's SummaryWriter, checked at set-up: a missing package is named before anything is written."""
+    require("tensorboard", "tensorboard", "--tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter
 
 
 def _is_interactive() -> bool:

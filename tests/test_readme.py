@@ -290,9 +290,13 @@ def usages_named_in_prose_and_synopsis() -> list[str]:
 @pytest.mark.parametrize("usage", usages_named_in_prose_and_synopsis())
 def test_every_verb_and_flag_the_readme_names_exists(usage):
     tokens = usage.split()
+    parser = build_parser()
+    if tokens[1].startswith("-"):  # a flag of the command itself: `vggnet --help`, `vggnet --version`
+        assert tokens[1] in parser._option_string_actions, f"`vggnet` has no {tokens[1]}"
+        return
     verbs = [tokens[1]] + [tokens[i + 1] for i in range(2, len(tokens) - 1, 2) if tokens[i] == "|"]
     # argparse has no public way to list sub-commands and their options
-    action = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    action = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
     for verb in verbs:
         assert verb in action.choices, f"README names `vggnet {verb}`, which is not a command"
         for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", usage):

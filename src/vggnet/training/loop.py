@@ -1,6 +1,6 @@
 """The training loop behind `vggnet train` and `vggnet.train(...)`.
 
-    vggnet train                                    # the built-in digits: about two minutes on a 2-core CPU
+    vggnet train                                    # the built-in digits (README: measured times)
     vggnet train --data ~/flowers --model vgg16_bn --pretrained imagenet --epochs 20
     vggnet train --resume runs/train/exp/last.pt    # continue where it stopped
 

@@ -2,6 +2,8 @@
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -232,6 +234,56 @@ def test_eval_transform_equals_torchvisions_preset_for_imagenet_weights():
     theirs = ImageClassification(crop_size=224, resize_size=256)(image)
     assert ours.shape == theirs.shape == (3, 224, 224)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+@pytest.mark.parametrize(
+    "size", [(300, 400), (400, 300), (57, 91), (256, 256), (20, 30), (60, 17)]
+)  # up to 4:1 (beyond, the cut comes first)
+def test_eval_transform_is_torchvisions_v2_pixel_for_pixel(interpolation, size):
+    """The evaluation transform does without torchvision: it must give exactly what torchvision's v2 ops give on a PIL
+    image (resize of the short side with antialiasing, centre crop with zero padding, scale, normalise)."""
+    from torchvision.transforms import InterpolationMode, v2
+
+    preprocess = {"img_size": 32, "resize": 37, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                  "interpolation": interpolation}  # fmt: skip
+    height, width = size
+    image = Image.fromarray(np.random.default_rng(height * width).integers(0, 256, (height, width, 3), dtype=np.uint8))
+    reference = v2.Compose([
+        v2.Resize(37, interpolation=InterpolationMode(interpolation), antialias=True),
+        v2.CenterCrop(32),
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=preprocess["mean"], std=preprocess["std"]),
+    ])  # fmt: skip
+    ours = build_transform(preprocess)(image)
+    assert ours.shape == (3, 32, 32) and ours.dtype == torch.float32
+    assert torch.equal(ours, reference(image))
+    # A crop larger than the resized image is padded with zeros (before normalisation), as torchvision pads.
+    small = {**preprocess, "img_size": 48, "resize": 24}
+    reference_small = v2.Compose([
+        v2.Resize(24, interpolation=InterpolationMode(interpolation), antialias=True),
+        v2.CenterCrop(48),
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=preprocess["mean"], std=preprocess["std"]),
+    ])  # fmt: skip
+    assert torch.equal(build_transform(small)(image), reference_small(image))
+
+
+def test_inference_does_not_import_torchvision(trained, tmp_path):
+    """torchvision's import pulls in torch._dynamo (seconds on every `vggnet predict`); only training needs it."""
+    checkpoint, data = trained
+    image = next((data / "val").rglob("*.png"))
+    code = (
+        "import sys, vggnet; "
+        f"records = vggnet.predict({str(checkpoint)!r}, [{str(image)!r}], topk=1); "
+        "assert 'top' in records[0], records; "
+        "print(sorted(name for name in ('torchvision', 'torch._dynamo') if name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_extreme_aspect_ratios_stay_small():

@@ -319,13 +319,13 @@ def apply_state_dict(model: VGG, state_dict: dict[str, torch.Tensor], pretrained
     """Remap `state_dict` onto `model` (see `remap_state_dict`), load it, and set `model.pretrained_cfg`.
 
     A model built on the meta device (no storage, no initialisation) takes the file's tensors themselves, cast to
-    its dtypes; buffers the file lacks (BatchNorm's batch counters in older files) start at zero."""
+    its dtypes and contiguous (as copying into its parameters would make them); buffers the file lacks (BatchNorm's batch counters in older files) start at zero."""
     remapped, report = remap_state_dict(state_dict, model)
     report.source = pretrained_cfg["source"]
     on_meta = next(model.parameters()).is_meta
     if on_meta:
         dtypes = {name: tensor.dtype for name, tensor in model.state_dict().items()}
-        remapped = {name: tensor.to(dtypes[name]) for name, tensor in remapped.items()}
+        remapped = {name: tensor.to(dtypes[name]).contiguous() for name, tensor in remapped.items()}
     missing, unexpected = model.load_state_dict(remapped, strict=False, assign=on_meta)
     if on_meta:
         for module in model.modules():

@@ -270,3 +270,43 @@ def test_a_misspelt_path_suggests_the_file_beside_it(tmp_path):
         tiny(pretrained=tmp_path)
     with pytest.raises(ValueError, match=f"^no such file: {folder}/bset.pt; did you mean"):
         vggnet.load_model(tmp_path / "bset.pt")
+
+
+def test_a_checkpoint_loads_without_random_initialisation(tmp_path, monkeypatch):
+    """load_model builds the model on the meta device and takes the file's tensors: nothing is left on meta, the
+    weights and outputs are the saved model's, a file without BatchNorm's batch counters still loads, and no
+    initialiser runs (they would be computed and thrown away)."""
+    from vggnet.training.checkpoint import model_checkpoint
+
+    model = vggnet.create_model("vgg11_bn", num_classes=3, head="compact", width_mult=0.125).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    content = model_checkpoint(model, ["a", "b", "c"], {"img_size": 32}, {}, 1, {})
+    torch.save(content, tmp_path / "best.pt")
+    without_counters = dict(content, state_dict={
+        k: v for k, v in content["state_dict"].items() if not k.endswith("num_batches_tracked")
+    })  # fmt: skip
+    torch.save(without_counters, tmp_path / "old.pt")
+
+    def on_meta_only(initialiser):
+        def checked(tensor, *args, **kwargs):
+            assert tensor.is_meta, "a random initialiser filled real memory while loading a checkpoint"
+            return initialiser(tensor, *args, **kwargs)
+
+        return checked
+
+    x = torch.randn(2, 3, 32, 32)
+    for name in ("best.pt", "old.pt"):
+        with monkeypatch.context() as patched:
+            for initialiser in ("kaiming_normal_", "kaiming_uniform_", "xavier_uniform_", "normal_", "constant_"):
+                patched.setattr(torch.nn.init, initialiser, on_meta_only(getattr(torch.nn.init, initialiser)))
+            loaded = vggnet.load_model(tmp_path / name).eval()
+        tensors = dict(loaded.state_dict())
+        assert not any(t.is_meta for t in tensors.values()) and all(t.device.type == "cpu" for t in tensors.values())
+        for key, value in model.state_dict().items():
+            assert torch.equal(tensors[key], value) or (name == "old.pt" and key.endswith("num_batches_tracked"))
+        assert all(p.requires_grad for p in loaded.parameters())
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)

@@ -319,7 +319,8 @@ def apply_state_dict(model: VGG, state_dict: dict[str, torch.Tensor], pretrained
     """Remap `state_dict` onto `model` (see `remap_state_dict`), load it, and set `model.pretrained_cfg`.
 
     A model built on the meta device (no storage, no initialisation) takes the file's tensors themselves, cast to
-    its dtypes and contiguous (as copying into its parameters would make them); buffers the file lacks (BatchNorm's batch counters in older files) start at zero."""
+    its dtypes and contiguous (as copying into its parameters would make them); buffers the file lacks
+    (BatchNorm's batch counters in older files) start at zero."""
     remapped, report = remap_state_dict(state_dict, model)
     report.source = pretrained_cfg["source"]
     on_meta = next(model.parameters()).is_meta

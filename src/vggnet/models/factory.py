@@ -87,8 +87,7 @@ def rebuild_model(state_dict: dict[str, torch.Tensor], meta: dict, path: Path) -
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs"), dict):
         raise ValueError(f"{path}: entry 'model' must be {{'name': str, 'kwargs': dict}}, got {spec!r}")
     try:
-        with torch.device("meta"):  # the file fills every weight: no random initialisation to compute and discard
-            model = build_model(spec["name"], **spec["kwargs"])
+        model = build_model(spec["name"], **spec["kwargs"])
     except TypeError as error:
         raise ValueError(f"{path}: entry 'model' has arguments VGG does not take ({error})") from error
     extra = {key: meta[key] for key in ("classes", "preprocess") if key in meta}

@@ -316,23 +316,10 @@ def load_weights(model: VGG, source: str | Path, progress: bool = True) -> LoadR
 
 
 def apply_state_dict(model: VGG, state_dict: dict[str, torch.Tensor], pretrained_cfg: dict) -> LoadReport:
-    """Remap `state_dict` onto `model` (see `remap_state_dict`), load it, and set `model.pretrained_cfg`.
-
-    A model built on the meta device (no storage, no initialisation) takes the file's tensors themselves, cast to
-    its dtypes and contiguous (as copying into its parameters would make them); buffers the file lacks
-    (BatchNorm's batch counters in older files) start at zero."""
+    """Remap `state_dict` onto `model` (see `remap_state_dict`), load it, and set `model.pretrained_cfg`."""
     remapped, report = remap_state_dict(state_dict, model)
     report.source = pretrained_cfg["source"]
-    on_meta = next(model.parameters()).is_meta
-    if on_meta:
-        dtypes = {name: tensor.dtype for name, tensor in model.state_dict().items()}
-        remapped = {name: tensor.to(dtypes[name]).contiguous() for name, tensor in remapped.items()}
-    missing, unexpected = model.load_state_dict(remapped, strict=False, assign=on_meta)
-    if on_meta:
-        for module in model.modules():
-            for name, buffer in module.named_buffers(recurse=False):
-                if buffer.is_meta:
-                    module.register_buffer(name, torch.zeros(buffer.shape, dtype=buffer.dtype))
+    missing, unexpected = model.load_state_dict(remapped, strict=False)
     assert not unexpected and set(missing) <= set(report.skipped) | _batch_counters(model), (missing, unexpected)
     pretrained_cfg = dict(pretrained_cfg)
     if report.skipped or len(pretrained_cfg.get("classes") or []) != model.num_classes:

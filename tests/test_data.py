@@ -236,6 +236,19 @@ def test_eval_transform_equals_torchvisions_preset_for_imagenet_weights():
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
+def torchvision_eval(resize: int, crop: int, interpolation: str, preprocess: dict):
+    """torchvision's v2 evaluation ops on a PIL image: the reference for vggnet's own evaluation transform."""
+    from torchvision.transforms import InterpolationMode, v2
+
+    return v2.Compose([
+        v2.Resize(resize, interpolation=InterpolationMode(interpolation), antialias=True),
+        v2.CenterCrop(crop),
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=preprocess["mean"], std=preprocess["std"]),
+    ])  # fmt: skip
+
+
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
 @pytest.mark.parametrize(
     "size", [(300, 400), (400, 300), (57, 91), (256, 256), (20, 30), (60, 17)]
@@ -243,31 +256,17 @@ def test_eval_transform_equals_torchvisions_preset_for_imagenet_weights():
 def test_eval_transform_is_torchvisions_v2_pixel_for_pixel(interpolation, size):
     """The evaluation transform does without torchvision: it must give exactly what torchvision's v2 ops give on a PIL
     image (resize of the short side with antialiasing, centre crop with zero padding, scale, normalise)."""
-    from torchvision.transforms import InterpolationMode, v2
-
     preprocess = {"img_size": 32, "resize": 37, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
                   "interpolation": interpolation}  # fmt: skip
     height, width = size
     image = Image.fromarray(np.random.default_rng(height * width).integers(0, 256, (height, width, 3), dtype=np.uint8))
-    reference = v2.Compose([
-        v2.Resize(37, interpolation=InterpolationMode(interpolation), antialias=True),
-        v2.CenterCrop(32),
-        v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=preprocess["mean"], std=preprocess["std"]),
-    ])  # fmt: skip
+    reference = torchvision_eval(37, 32, interpolation, preprocess)
     ours = build_transform(preprocess)(image)
     assert ours.shape == (3, 32, 32) and ours.dtype == torch.float32
     assert torch.equal(ours, reference(image))
     # A crop larger than the resized image is padded with zeros (before normalisation), as torchvision pads.
     small = {**preprocess, "img_size": 48, "resize": 24}
-    reference_small = v2.Compose([
-        v2.Resize(24, interpolation=InterpolationMode(interpolation), antialias=True),
-        v2.CenterCrop(48),
-        v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=preprocess["mean"], std=preprocess["std"]),
-    ])  # fmt: skip
+    reference_small = torchvision_eval(24, 48, interpolation, preprocess)
     assert torch.equal(build_transform(small)(image), reference_small(image))
 
 

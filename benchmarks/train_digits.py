@@ -16,12 +16,12 @@ import time
 import torch
 
 import vggnet
-from vggnet.allocator import release_freed_memory
+from vggnet.allocator import keep_freed_memory, release_freed_memory
 
 
 def timed_run(out: str, vggnet_command: bool, **settings) -> dict:
     """One `vggnet.train` run; `vggnet_command`: with the memory setting the `vggnet` command applies at start."""
-    (vggnet.keep_freed_memory if vggnet_command else release_freed_memory)()
+    (keep_freed_memory if vggnet_command else release_freed_memory)()
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         result = vggnet.train(out=out, **settings)

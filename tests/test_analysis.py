@@ -10,6 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision_reference import TORCHVISION_WEIGHTS
 
 import vggnet
+from vggnet.analysis import render_models
 
 
 @pytest.mark.parametrize("name", vggnet.list_models())
@@ -184,3 +185,13 @@ def test_describe_models():
     assert rows["vgg16"]["params"] == 138_357_544 and rows["vgg16"]["gmacs"] == 15.47
     assert rows["vgg16"]["aliases"] == ["vgg"]
     assert rows["vgg19_bn"]["acc1"] == TORCHVISION_WEIGHTS["vgg19_bn"].meta["_metrics"]["ImageNet-1K"]["acc@1"]
+
+
+def test_the_models_report_in_markdown():
+    lines = render_models(224, "markdown").splitlines()
+    assert lines[0] == "| model | aliases | params | GMACs@224 | acc@1 | acc@5 |"
+    assert lines[1] == "| --- | --- | ---: | ---: | ---: | ---: |"
+    meta = TORCHVISION_WEIGHTS["vgg16"].meta
+    acc1, acc5 = (meta["_metrics"]["ImageNet-1K"][key] for key in ("acc@1", "acc@5"))
+    assert f"| vgg16 | vgg | {meta['num_params']:,} | {meta['_ops']:.3f} | {acc1:.3f} | {acc5:.3f} |" in lines
+    assert lines[-1].startswith("accuracy: ImageNet-1K validation, official weights")

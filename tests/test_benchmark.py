@@ -14,17 +14,14 @@ import pytest
 import torch
 
 import vggnet
-import vggnet.infer.benchmark as bench
+import vggnet.benchmark.ceiling
+import vggnet.benchmark.run
+from vggnet.benchmark import benchmark, render_benchmark
+from vggnet.benchmark.ceiling import CeilingSamples, compute_ceiling
+from vggnet.benchmark.inference import BASELINE, PLAIN_BASELINE
+from vggnet.benchmark.report import RANDOM_WEIGHTS
+from vggnet.benchmark.training import training_fractions, training_throughput
 from vggnet.cli import main
-from vggnet.infer.benchmark import (
-    BASELINE,
-    PLAIN_BASELINE,
-    RANDOM_WEIGHTS,
-    CeilingSamples,
-    benchmark,
-    compute_ceiling,
-    render_benchmark,
-)
 from vggnet.runtime import resolve_precision
 
 INT8_KERNELS = {"onednn::qconv_pointwise", "onednn::qlinear_pointwise"}
@@ -42,7 +39,7 @@ def fake_ceiling(monkeypatch):
             sampled.append(dtype)
             return next(values)
 
-        monkeypatch.setattr(bench, "compute_ceiling", sample)
+        monkeypatch.setattr(vggnet.benchmark.ceiling, "compute_ceiling", sample)
         return sampled
 
     return install
@@ -57,7 +54,7 @@ def test_benchmark_report_on_a_trained_checkpoint(trained, fake_ceiling):
     checkpoint, data = trained
     sampled = fake_ceiling(1e6)  # far above any path: every fraction is small and plain
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
-        report = benchmark(str(checkpoint), batch_sizes=(2,), rounds=2, data=data, training=False, device="cpu",
+        report = benchmark(model=str(checkpoint), batch_sizes=(2,), rounds=2, data=data, training=False, device="cpu",
                            int8=True, peers=True)  # fmt: skip
     assert report["weights"] == str(checkpoint)
     assert report["model"] == "vgg11_bn" and report["img_size"] == 32  # the checkpoint's own crop
@@ -97,7 +94,7 @@ def test_benchmark_report_on_a_trained_checkpoint(trained, fake_ceiling):
 
 def test_random_weights_give_speed_only(fake_ceiling):
     fake_ceiling(1e6)
-    report = benchmark("vgg11", batch_sizes=(1,), img_size=32, rounds=1, training=False, device="cpu")
+    report = benchmark(model="vgg11", batch_sizes=(1,), img_size=32, rounds=1, training=False, device="cpu")
     assert report["weights"] == RANDOM_WEIGHTS
     assert report["baseline"] == BASELINE  # torchvision's vgg11, with the same weights
     rows = {row["path"]: row for row in report["inference"]}
@@ -113,7 +110,7 @@ def test_a_weights_file_is_named(tmp_path, fake_ceiling):
     fake_ceiling(1e6)
     path = tmp_path / "weights.pth"
     torch.save(vggnet.create_model("vgg11", head="compact", num_classes=4).state_dict(), path)
-    report = benchmark("vgg11", batch_sizes=(1,), img_size=32, rounds=1, training=False, device="cpu",
+    report = benchmark(model="vgg11", batch_sizes=(1,), img_size=32, rounds=1, training=False, device="cpu",
                        pretrained=path)  # fmt: skip
     assert report["weights"] == str(path)
     assert all(row["top1_agreement_vs_fp32"] is not None for row in report["inference"])
@@ -134,7 +131,7 @@ def test_a_ceiling_that_moves_more_than_ten_percent_means_busy(fake_ceiling, wor
 def test_a_busy_machine_is_reported_instead_of_fractions(trained, fake_ceiling):
     checkpoint, data = trained
     fake_ceiling(1e6, 0.7e6)
-    report = benchmark(str(checkpoint), batch_sizes=(1,), rounds=2, data=data, training=False, device="cpu")
+    report = benchmark(model=str(checkpoint), batch_sizes=(1,), rounds=2, data=data, training=False, device="cpu")
     assert report["machine_busy"] and report["ceiling_spread"]["fp32"] == pytest.approx(0.3)
     assert report["warnings"][0].startswith("machine busy: the fp32 compute ceiling moved by 30%")
     text = render_benchmark(report)
@@ -147,7 +144,7 @@ def test_a_busy_machine_is_reported_instead_of_fractions(trained, fake_ceiling):
 def test_a_fraction_over_the_ceiling_is_never_printed_as_a_figure(trained, fake_ceiling):
     checkpoint, data = trained
     fake_ceiling(1e-3)  # a ceiling far below every path
-    report = benchmark(str(checkpoint), batch_sizes=(1,), rounds=1, data=data, training=False, device="cpu")
+    report = benchmark(model=str(checkpoint), batch_sizes=(1,), rounds=1, data=data, training=False, device="cpu")
     assert not report["machine_busy"]
     assert all(row["fraction_of_ceiling"] > 1 for row in report["inference"])  # the JSON keeps what was measured
     assert report["warnings"][0].startswith("'>100%!': faster than the ceiling measured in this run")
@@ -161,12 +158,12 @@ def test_training_throughput_report(fake_ceiling, monkeypatch):
 
     sampled = fake_ceiling(1e-3)  # below every path: the training fractions are clipped too
     # One timed training round after the warm-up (four by default): the report's form, not its timings.
-    monkeypatch.setattr(bench, "_training_throughput", functools.partial(bench._training_throughput, rounds=1))
+    monkeypatch.setattr(vggnet.benchmark.run, "training_throughput", functools.partial(training_throughput, rounds=1))
     kept = allocator.keeping_freed_memory()
     allocator.keep_freed_memory()  # as the `vggnet` command does
     try:
         # `auto`: the precision this CPU runs natively (bf16 emulated is several times slower than fp32).
-        report = benchmark("vgg11", batch_sizes=(1,), img_size=32, rounds=1, device="cpu")
+        report = benchmark(model="vgg11", batch_sizes=(1,), img_size=32, rounds=1, device="cpu")
         assert allocator.keeping_freed_memory()  # restored after the baseline's rounds released it
     finally:
         (allocator.keep_freed_memory if kept else allocator.release_freed_memory)()
@@ -193,15 +190,15 @@ def test_training_throughput_report(fake_ceiling, monkeypatch):
 
 def test_each_training_path_is_a_fraction_of_its_own_precisions_ceiling():
     rows = [{"gflops": {"fp32": 10.0, "default (bf16)": 40.0}}]
-    (row,) = bench._training_fractions(rows, ("fp32", "bf16"), {"fp32": 100.0, "bf16": 200.0})
+    (row,) = training_fractions(rows, ("fp32", "bf16"), {"fp32": 100.0, "bf16": 200.0})
     assert row["fraction_of_ceiling"] == {"fp32": pytest.approx(0.1), "default (bf16)": pytest.approx(0.2)}
 
 
 @pytest.mark.parametrize("option", ["peers", "int8"])
 def test_cpu_only_paths_are_refused_on_a_gpu(option, monkeypatch):
-    monkeypatch.setattr(bench, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(vggnet.benchmark.run, "resolve_device", lambda name: torch.device("cuda"))
     with pytest.raises(ValueError, match="--device cpu"):
-        benchmark("vgg11", img_size=32, device="cuda", **{option: True})
+        benchmark(model="vgg11", img_size=32, device="cuda", **{option: True})
 
 
 def test_compute_ceiling_is_a_rate():

@@ -1,6 +1,5 @@
 """The `vggnet` command: installed console script, `python -m vggnet`, and every verb's output and errors."""
 
-import argparse
 import ast
 import json
 import re
@@ -13,6 +12,7 @@ import pytest
 
 from vggnet.cli import build_parser, main
 from vggnet.extras import MissingExtra
+from vggnet.infer.records import render_records
 from vggnet.training.config import TrainConfig, make_config
 
 
@@ -106,11 +106,6 @@ def usage_error(capsys, *argv) -> str:
     return err
 
 
-def verb_parsers() -> dict[str, argparse.ArgumentParser]:
-    """Each verb's parser, as the top-level parser holds them (argparse offers no public accessor)."""
-    return next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
-
-
 def test_a_bad_value_is_one_line_from_the_verb_with_a_hint(capsys):
     err = usage_error(capsys, "train", "--lr", "abc")
     assert err == (
@@ -134,9 +129,9 @@ def test_abbreviations_are_refused_by_the_verb_that_was_given_them(capsys, argv,
     assert message in usage_error(capsys, *argv).splitlines()[0]
 
 
-@pytest.mark.parametrize("command", verb_parsers())
+@pytest.mark.parametrize("command", build_parser().verbs)
 def test_no_verb_takes_abbreviated_flags(capsys, command):
-    assert verb_parsers()[command].allow_abbrev is False
+    assert build_parser().verbs[command].allow_abbrev is False
     # With abbreviations on, `--hel` would print the help and exit 0.
     assert usage_error(capsys, command, "--hel").startswith(f"vggnet {command}: error: ")
 
@@ -175,6 +170,62 @@ def test_train_help_shows_the_defaults_each_kind_of_run_uses(capsys, monkeypatch
         checked += 1
     assert checked >= 20
     assert shown["--epochs"] == ("30", "10") and shown["--model"] == ("vgg16_bn", "vgg11_bn")
+
+
+def test_train_has_a_flag_for_each_config_field_and_three_of_its_own():
+    settings = {"--" + setting.name.replace("_", "-") for setting in fields(TrainConfig)}
+    assert set(build_parser().verbs["train"].flags) == settings | {"-h", "--help", "--config", "--resume", "--nproc"}
+
+
+def test_each_train_flag_gives_the_config_its_value():
+    """Switches turn on, numbers arrive as numbers, and every choice a flag offers is one the config accepts."""
+    train = build_parser().verbs["train"]
+    text = {"data": "photos", "model": "vgg13", "pretrained": "imagenet", "out": "elsewhere", "name": "trial"}
+    argv, expected = [], {}
+    for setting in fields(TrainConfig):
+        flag = "--" + setting.name.replace("_", "-")
+        choices = train.flags[flag].choices
+        if setting.type is bool:
+            argv.append(flag)
+            expected[setting.name] = True
+            continue
+        if choices:
+            for choice in choices:
+                assert getattr(make_config({setting.name: choice}), setting.name) == choice, flag
+            with pytest.raises(ValueError, match=f"unknown {flag} 'nonsense'"):
+                make_config({setting.name: "nonsense"})
+            value = choices[-1]
+        elif setting.type in (int, int | None):
+            value = 40
+        elif setting.type in (float, float | None):
+            value = 0.3
+        else:
+            value = text[setting.name]
+        argv += [flag, str(value)]
+        expected[setting.name] = value
+    settings = vars(train.parse_args(argv))
+    del settings["run"]
+    config = TrainConfig(**settings)
+    for name, value in expected.items():
+        assert getattr(config, name) == value and type(getattr(config, name)) is type(value), name
+
+
+def test_prediction_records_as_table_csv_and_json():
+    top = [{"class": "cat", "index": 3, "prob": 0.9}, {"class": "dog", "index": 5, "prob": 0.1}]
+    records = [{"path": "a.jpg", "top": top}, {"path": "photos/b.jpg", "error": "cannot decode"}]
+    assert render_records(records, "table").splitlines() == [
+        "path          class  top predictions",
+        "------------  -----  --------------------",
+        "a.jpg         cat    cat 0.900  dog 0.100",
+        "photos/b.jpg  ERROR  cannot decode",
+    ]
+    assert render_records(records, "csv").splitlines() == [
+        "path,rank,class,index,prob,error",
+        "a.jpg,1,cat,3,0.900000,",
+        "a.jpg,2,dog,5,0.100000,",
+        "photos/b.jpg,,,,,cannot decode",
+    ]
+    assert json.loads(render_records(records, "json")) == records
 
 
 def test_summary_takes_model_like_the_other_verbs(capsys):

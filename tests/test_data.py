@@ -15,8 +15,8 @@ from torchvision.transforms._presets import ImageClassification
 
 from vggnet.data import (
     ImageListDataset,
+    Preprocess,
     UnreadableImageError,
-    build_transform,
     collate_skipping_failures,
     discover_splits,
     find_unreadable,
@@ -24,7 +24,8 @@ from vggnet.data import (
     write_digits,
 )
 from vggnet.data.digits import digits_folder
-from vggnet.models.weights import IMAGENET_PREPROCESS
+
+IMAGENET = Preprocess.imagenet()
 
 # ---- folders -----------------------------------------------------------------------------------------------
 
@@ -218,8 +219,8 @@ def test_unreadable_files_raise_a_clear_error(bad_files):
 
 def test_dataset_skips_unreadable_files(bad_files):
     good, bad = bad_files
-    transform = build_transform({"img_size": 32, "resize": 32, "mean": [0.5] * 3, "std": [0.5] * 3})
-    dataset = ImageListDataset([(good, 0), (bad[0], 1), (good, 2)], transform)
+    transform = Preprocess(32, 32, mean=[0.5] * 3, std=[0.5] * 3).transform()
+    dataset = ImageListDataset([(good, 0), (bad[0], 1), (good, 2)], transform, decode_size=None)
     images, labels, dropped = collate_skipping_failures([dataset[i] for i in range(3)])
     assert images.shape == (2, 3, 32, 32) and labels.tolist() == [0, 2] and dropped == 1
 
@@ -230,13 +231,13 @@ def test_dataset_skips_unreadable_files(bad_files):
 def test_eval_transform_equals_torchvisions_preset_for_imagenet_weights():
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
-    ours = build_transform(IMAGENET_PREPROCESS)(image)
+    ours = IMAGENET.transform()(image)
     theirs = ImageClassification(crop_size=224, resize_size=256)(image)
     assert ours.shape == theirs.shape == (3, 224, 224)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
-def torchvision_eval(resize: int, crop: int, interpolation: str, preprocess: dict):
+def torchvision_eval(resize: int, crop: int, interpolation: str, preprocess: Preprocess):
     """torchvision's v2 evaluation ops on a PIL image: the reference for vggnet's own evaluation transform."""
     from torchvision.transforms import InterpolationMode, v2
 
@@ -245,7 +246,7 @@ def torchvision_eval(resize: int, crop: int, interpolation: str, preprocess: dic
         v2.CenterCrop(crop),
         v2.ToImage(),
         v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=preprocess["mean"], std=preprocess["std"]),
+        v2.Normalize(mean=list(preprocess.mean), std=list(preprocess.std)),
     ])  # fmt: skip
 
 
@@ -256,18 +257,17 @@ def torchvision_eval(resize: int, crop: int, interpolation: str, preprocess: dic
 def test_eval_transform_is_torchvisions_v2_pixel_for_pixel(interpolation, size):
     """The evaluation transform does without torchvision: it must give exactly what torchvision's v2 ops give on a PIL
     image (resize of the short side with antialiasing, centre crop with zero padding, scale, normalise)."""
-    preprocess = {"img_size": 32, "resize": 37, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                  "interpolation": interpolation}  # fmt: skip
+    preprocess = Preprocess(32, 37, interpolation=interpolation)
     height, width = size
     image = Image.fromarray(np.random.default_rng(height * width).integers(0, 256, (height, width, 3), dtype=np.uint8))
     reference = torchvision_eval(37, 32, interpolation, preprocess)
-    ours = build_transform(preprocess)(image)
+    ours = preprocess.transform()(image)
     assert ours.shape == (3, 32, 32) and ours.dtype == torch.float32
     assert torch.equal(ours, reference(image))
     # A crop larger than the resized image is padded with zeros (before normalisation), as torchvision pads.
-    small = {**preprocess, "img_size": 48, "resize": 24}
+    small = Preprocess(48, 24, interpolation=interpolation)
     reference_small = torchvision_eval(24, 48, interpolation, preprocess)
-    assert torch.equal(build_transform(small)(image), reference_small(image))
+    assert torch.equal(small.transform()(image), reference_small(image))
 
 
 def test_inference_does_not_import_torchvision(trained, tmp_path):
@@ -287,31 +287,87 @@ def test_inference_does_not_import_torchvision(trained, tmp_path):
 
 def test_extreme_aspect_ratios_stay_small():
     ribbon = Image.new("RGB", (4000, 3), (200, 10, 10))
-    x = build_transform(IMAGENET_PREPROCESS)(ribbon)
+    x = IMAGENET.transform()(ribbon)
     assert x.shape == (3, 224, 224)  # cut to 12x3 first, not resized to 341,333x256
     assert torch.isfinite(x).all()
     # Up to 4:1 the cut changes nothing: the same pixels as torchvision's preset.
     wide = Image.fromarray(np.random.default_rng(3).integers(0, 256, (100, 390, 3), dtype=np.uint8))
-    torch.testing.assert_close(build_transform(IMAGENET_PREPROCESS)(wide), ImageClassification(crop_size=224)(wide))
+    torch.testing.assert_close(IMAGENET.transform()(wide), ImageClassification(crop_size=224)(wide))
     # Beyond it, the centre that the crop keeps is the same too.
     strip = Image.fromarray(np.random.default_rng(4).integers(0, 256, (60, 900, 3), dtype=np.uint8))
     torch.testing.assert_close(
-        build_transform(IMAGENET_PREPROCESS)(strip), ImageClassification(crop_size=224)(strip), atol=0.05, rtol=0
+        IMAGENET.transform()(strip), ImageClassification(crop_size=224)(strip), atol=0.05, rtol=0
     )
     for augment in ("basic", "trivial"):
-        assert build_transform(IMAGENET_PREPROCESS, train=True, augment=augment)(ribbon).shape == (3, 224, 224)
+        assert IMAGENET.transform(train=True, augment=augment)(ribbon).shape == (3, 224, 224)
 
 
 @pytest.mark.parametrize("augment", ["none", "basic", "trivial"])
 def test_train_transforms_give_the_network_input(augment):
     image = Image.new("RGB", (50, 40), (10, 200, 30))
-    preprocess = {"img_size": 32, "resize": 36, "mean": [0.5] * 3, "std": [0.25] * 3, "interpolation": "bicubic"}
-    x = build_transform(preprocess, train=True, augment=augment)(image)
+    preprocess = Preprocess(32, 36, mean=[0.5] * 3, std=[0.25] * 3, interpolation="bicubic")
+    x = preprocess.transform(train=True, augment=augment)(image)
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32
     if augment == "none":
-        torch.testing.assert_close(x, build_transform(preprocess)(image))
+        torch.testing.assert_close(x, preprocess.transform()(image))
     with pytest.raises(ValueError, match="unknown augment 'strong'; choose one of: none, basic, trivial"):
-        build_transform(preprocess, train=True, augment="strong")
+        preprocess.transform(train=True, augment="strong")
+
+
+# ---- the preprocessing record -----------------------------------------------------------------------------
+
+# What checkpoints have always stored for ImageNet preprocessing at 224 (and the official weights' record).
+IMAGENET_RECORD = {
+    "img_size": 224, "resize": 256, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+    "interpolation": "bilinear",
+}  # fmt: skip
+
+
+def test_the_record_keeps_the_checkpoint_format(trained):
+    assert Preprocess.imagenet().to_dict() == IMAGENET_RECORD
+    assert Preprocess.from_checkpoint(IMAGENET_RECORD) == Preprocess.imagenet()
+    assert Preprocess.imagenet(32, crop_pct=1.0).to_dict() == {**IMAGENET_RECORD, "img_size": 32, "resize": 32}
+    assert Preprocess.imagenet(32).resize == 37  # round(32 / 0.875)
+    without_interpolation = {k: v for k, v in IMAGENET_RECORD.items() if k != "interpolation"}
+    assert Preprocess.from_checkpoint(without_interpolation).interpolation == "bilinear"
+    # A training run's checkpoint reads back to the very record it holds.
+    record = torch.load(trained[0], weights_only=True)["preprocess"]
+    assert Preprocess.from_checkpoint(record).to_dict() == record
+    assert len({Preprocess.imagenet(), Preprocess.from_checkpoint(IMAGENET_RECORD)}) == 1  # hashable, one value
+
+
+def test_decode_size_and_another_crop_side():
+    assert Preprocess(224, 256).decode_size == 512
+    assert Preprocess(64, 32).decode_size == 128
+    assert Preprocess.imagenet(224).at_img_size(112) == Preprocess.imagenet(112)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"img_size": "224"}, r"img_size='224' must be an integer >= 1"),
+        ({"resize": 0}, r"resize=0 must be an integer >= 1"),
+        ({"mean": []}, r"mean=\[\] must be a list of numbers, one per channel"),
+        ({"mean": [0.5, "x", 0.5]}, r"mean=\[0.5, 'x', 0.5\] must hold numbers only"),
+        ({"std": [0.2, 0.0, 0.2]}, r"std=\(0.2, 0.0, 0.2\) must be positive"),
+        ({"std": [0.2, 0.2]}, r"must have one value per channel each"),
+        ({"interpolation": "lanczos"}, r"unknown preprocess interpolation 'lanczos'; choose one of: bilinear, bicubic"),
+        ({"resize": None}, r"resize=None must be an integer"),
+        ({"crop": 0.9}, r"has entries of no meaning here: crop"),
+    ],
+)
+def test_a_bad_record_names_the_bad_value(change, message):
+    with pytest.raises(ValueError, match=message):
+        Preprocess.from_checkpoint({**IMAGENET_RECORD, **change})
+
+
+def test_an_incomplete_record_or_crop_is_refused():
+    with pytest.raises(ValueError, match="lacks resize, std"):
+        Preprocess.from_checkpoint({"img_size": 224, "mean": [0.5] * 3})
+    with pytest.raises(ValueError, match="must be a dict, got list"):
+        Preprocess.from_checkpoint([224, 256])
+    with pytest.raises(ValueError, match=r"crop_pct=0 must be in \(0, 1\]"):
+        Preprocess.imagenet(224, crop_pct=0)
 
 
 # ---- digits ------------------------------------------------------------------------------------------------

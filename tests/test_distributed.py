@@ -78,6 +78,23 @@ def _settings(argv: list[str]) -> dict:
     return settings
 
 
+@pytest.mark.parametrize("nproc", [["--nproc", "3"], ["--nproc=3"]])
+def test_nproc_runs_the_same_command_under_torchrun_without_nproc(monkeypatch, capsys, nproc):
+    started = []
+
+    def run(command, check):
+        started.append(command)
+        return subprocess.CompletedProcess(command, returncode=7)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    assert main(["train", "--data", "photos", *nproc, "--epochs", "2"]) == 7
+    assert started == [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3",
+                        "-m", "vggnet", "train", "--data", "photos", "--epochs", "2"]]  # fmt: skip
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "running: torchrun --standalone --nproc-per-node=3 -m vggnet train --data photos --epochs 2"
+    )
+
+
 def test_a_distributed_checkpoint_resumes_in_one_process(image_folder, tmp_path, capsys):
     runs = tmp_path / "runs"
     code = main(["train", "--nproc", "2", "--data", str(image_folder), "--out", str(runs), "--epochs", "1",

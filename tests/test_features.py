@@ -11,7 +11,7 @@ from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 import vggnet
-from vggnet.data import build_transform, load_rgb
+from vggnet.data import Preprocess, load_rgb
 from vggnet.infer.evaluate import evaluate
 from vggnet.infer.visualize import feature_grid, grad_cam, save_grad_cam
 from vggnet.plots import plot_results
@@ -117,7 +117,7 @@ def test_feature_grid_labels_each_channel_on_one_colour_scale(trained, tmp_path,
     image = sorted((data / "val" / "ant").glob("*.png"))[0]
     path = feature_grid(checkpoint, image, "conv2_1", tmp_path / "grid.png", max_maps=10, device="cpu")
     model = vggnet.load_model(checkpoint).eval()
-    x = build_transform(model.pretrained_cfg["preprocess"])(load_rgb(image))[None]
+    x = Preprocess.from_checkpoint(model.pretrained_cfg["preprocess"]).transform()(load_rgb(image))[None]
     with torch.no_grad():
         maps = vggnet.extract_features(model, x, ["conv2_1"])["conv2_1"][0, :10].numpy()
     [figure] = saved_figures

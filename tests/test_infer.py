@@ -15,7 +15,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 import vggnet
 from vggnet.cli import main
-from vggnet.data import build_transform, discover_splits, load_rgb
+from vggnet.data import Preprocess, discover_splits, load_rgb
 from vggnet.infer import export as export_module
 from vggnet.infer.embed import embed
 from vggnet.infer.evaluate import evaluate
@@ -26,10 +26,15 @@ from vggnet.infer.source import inference_ready, load_for_inference
 from vggnet.infer.visualize import feature_grid, grad_cam, save_grad_cam
 
 
+def _transform_of(model):
+    """The evaluation transform of the preprocessing that came with a model's weights."""
+    return Preprocess.from_checkpoint(model.pretrained_cfg["preprocess"]).transform()
+
+
 def _manual_predictions(checkpoint, paths):
     """The model's outputs computed by hand, image by image: the reference for the batch verbs."""
     model = vggnet.load_model(checkpoint).eval()
-    transform = build_transform(model.pretrained_cfg["preprocess"])
+    transform = _transform_of(model)
     with torch.no_grad():
         return torch.cat([model(transform(load_rgb(p))[None]) for p in paths])
 
@@ -114,13 +119,12 @@ def test_eval_on_one_class(trained, tmp_path):
 def test_eval_of_an_imagenet_model_on_folders_named_by_wordnet_id(tmp_path):
     """ImageNet's validation folders are named by WordNet id; each maps to its class index (checked on known ids)."""
     from vggnet.infer.source import LoadedModel
-    from vggnet.models.weights import IMAGENET_PREPROCESS
 
     wordnet = {"n01440764": 0, "n02012849": 134, "n03126707": 517, "n15075141": 999}  # tench, crane bird, crane, ...
     data = write_image_folder(tmp_path / "val", classes=tuple(wordnet), per_class=2, split=False)
     torch.manual_seed(0)
     network = vggnet.create_model("vgg11", width_mult=0.125).eval()
-    preprocess = {**IMAGENET_PREPROCESS, "img_size": 32, "resize": 32}
+    preprocess = Preprocess.imagenet(32, crop_pct=1.0)
     classes = vggnet.imagenet_categories()
     loaded = LoadedModel(network, classes, preprocess, torch.device("cpu"), "fp32", "random vgg11")
     report = evaluate(loaded, data)
@@ -128,7 +132,7 @@ def test_eval_of_an_imagenet_model_on_folders_named_by_wordnet_id(tmp_path):
     assert {name: s["support"] for name, s in report["per_class"].items() if s["support"]} == {
         "tench": 2, "crane bird": 2, "crane": 2, "toilet tissue": 2
     }  # fmt: skip
-    transform = build_transform(preprocess)
+    transform = preprocess.transform()
     images = sorted(data.glob("*/*.png"))
     with torch.no_grad():
         predicted = network(torch.stack([transform(load_rgb(path)) for path in images])).argmax(1)
@@ -295,6 +299,35 @@ def test_a_model_ready_for_inference_is_used_as_it_is(trained):
     assert inference_ready(ready.train(), torch.device("cpu")) is not ready
 
 
+def test_every_verb_takes_a_loaded_model_without_loading_again(trained, tmp_path, monkeypatch):
+    checkpoint, data = trained
+    loaded = load_for_inference(checkpoint, device="cpu", precision="fp32")
+    assert load_for_inference(loaded) is loaded
+    assert loaded.preprocess == Preprocess.from_checkpoint(torch.load(checkpoint, weights_only=True)["preprocess"])
+
+    def load_again(*args, **kwargs):
+        pytest.fail("a loaded model was loaded again")
+
+    monkeypatch.setattr("vggnet.infer.source.read_weights_file", load_again)
+    image = sorted((data / "val" / "ant").glob("*.png"))[0]
+    assert predict(loaded, [image], topk=1)[0]["top"][0]["class"] in loaded.classes
+    assert embed(loaded, [image]).features.shape[0] == 1
+    assert grad_cam(loaded, image).class_name in loaded.classes
+    assert feature_grid(loaded, image, "conv1_1", tmp_path / "grid.png").exists()
+    assert evaluate(loaded, data)["num_images"] == 12
+    assert export(loaded, "torchscript", out=tmp_path / "m.torchscript.pt").input_size == loaded.preprocess.img_size
+
+
+def test_a_damaged_preprocessing_record_names_the_file(trained, tmp_path):
+    checkpoint, _ = trained
+    content = torch.load(checkpoint, weights_only=True)
+    content["preprocess"]["std"] = [0.2, 0.0, 0.2]
+    damaged = tmp_path / "damaged.pt"
+    torch.save(content, damaged)
+    with pytest.raises(ValueError, match=f"^{re.escape(str(damaged))}: preprocess std=.* must be positive"):
+        load_for_inference(damaged, device="cpu")
+
+
 def test_imagenet_weights_give_imagenet_class_names(hub_dir, file_server, monkeypatch, trained):
     """The official-weights path, served from 127.0.0.1 (a 1000-class tiny model stands in for the real file)."""
     import dataclasses
@@ -330,7 +363,7 @@ def test_embed_shapes_normalisation_and_file(trained, mixed_inputs, tmp_path):
     assert embeddings.features.shape == (6, 64) and embeddings.features.dtype == np.float32
     assert len(embeddings.errors) == 3
     model = vggnet.load_model(checkpoint).eval()
-    x = build_transform(model.pretrained_cfg["preprocess"])(load_rgb(embeddings.paths[0]))[None]
+    x = _transform_of(model)(load_rgb(embeddings.paths[0]))[None]
     with torch.no_grad():
         expected = model.forward_head(model.forward_features(x), pre_logits=True)[0]
     np.testing.assert_allclose(embeddings.features[0], expected.numpy(), rtol=1e-5, atol=1e-6)
@@ -394,13 +427,13 @@ def test_grad_cam_matches_an_independent_implementation(tmp_path):
     model.load_state_dict(reference.state_dict())
     model.pretrained_cfg = {
         "classes": [str(i) for i in range(1000)],
-        "preprocess": dict(vggnet.models.weights.IMAGENET_PREPROCESS),
+        "preprocess": Preprocess.imagenet().to_dict(),
     }
     image = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (240, 260, 3), dtype=np.uint8)).save(image)
     result = grad_cam(model, image, target=7, device="cpu")
     assert result.layer == "relu5_2" and result.class_index == 7 and result.cam.shape == (14, 14)
-    x = build_transform(model.pretrained_cfg["preprocess"])(load_rgb(image))[None]
+    x = _transform_of(model)(load_rgb(image))[None]
     expected = _reference_grad_cam(reference, reference.features[19], x, 7)  # features.19 is relu5_2
     torch.testing.assert_close(result.cam, expected, atol=1e-4, rtol=1e-3)
     path = save_grad_cam(result, tmp_path / "cam.png")

@@ -4,6 +4,7 @@ files that are damaged, foreign or carry pickled code."""
 import logging
 import os
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,7 +30,7 @@ def test_torchvision_state_dict_file_gives_torchvisions_outputs(tmp_path):
     reference = torchvision.models.vgg11().eval()
     path = tmp_path / "vgg11_torchvision.pth"
     torch.save(reference.state_dict(), path)
-    model = vggnet.create_model("vgg11", pretrained=path).eval()
+    model = vggnet.create_model("vgg11", checkpoint_path=path).eval()
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=1e-5)
@@ -41,7 +42,7 @@ def test_wrapper_prefixes_are_stripped(tmp_path, prefix):
     source = tiny("vgg11_bn", num_classes=3)
     path = tmp_path / "ddp.pt"
     torch.save({prefix + k: v for k, v in source.state_dict().items()}, path)
-    model = tiny("vgg11_bn", num_classes=3, pretrained=path)
+    model = tiny("vgg11_bn", num_classes=3, checkpoint_path=path)
     assert same_tensors(model, source)
 
 
@@ -59,12 +60,12 @@ def test_vggnet_checkpoint_brings_its_classes_and_preprocessing(tmp_path):
     }
     path = tmp_path / "best.pt"
     torch.save(checkpoint, path)
-    model = tiny(num_classes=2, pretrained=path)
+    model = tiny(num_classes=2, checkpoint_path=path)
     assert same_tensors(model, source)
     assert model.pretrained_cfg["classes"] == ["cat", "dog"]
     assert model.pretrained_cfg["preprocess"]["img_size"] == 32
     # Another class count: the classes no longer describe the outputs.
-    assert "classes" not in tiny(num_classes=5, pretrained=path).pretrained_cfg
+    assert "classes" not in tiny(num_classes=5, checkpoint_path=path).pretrained_cfg
 
 
 def test_trainer_dict_with_optimizer_state(tmp_path):
@@ -72,14 +73,14 @@ def test_trainer_dict_with_optimizer_state(tmp_path):
     optimizer = torch.optim.SGD(source.parameters(), lr=0.1, momentum=0.9)
     path = tmp_path / "trainer.pth"
     torch.save({"model": source.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 7}, path)
-    assert same_tensors(tiny(num_classes=4, pretrained=path), source)
+    assert same_tensors(tiny(num_classes=4, checkpoint_path=path), source)
 
 
 def test_safetensors_file(tmp_path):
     source = tiny("vgg13_bn", num_classes=4)
     path = tmp_path / "weights.safetensors"
     save_file(source.state_dict(), str(path))
-    assert same_tensors(tiny("vgg13_bn", num_classes=4, pretrained=path), source)
+    assert same_tensors(tiny("vgg13_bn", num_classes=4, checkpoint_path=path), source)
 
 
 def test_other_class_count_loads_all_but_the_last_layer(tmp_path, caplog):
@@ -88,7 +89,7 @@ def test_other_class_count_loads_all_but_the_last_layer(tmp_path, caplog):
     path = tmp_path / "ten_classes.pth"
     torch.save(source.state_dict(), path)
     with caplog.at_level(logging.INFO, logger="vggnet"):
-        model = vggnet.create_model("vgg11", num_classes=7, width_mult=0.125, pretrained=path)
+        model = vggnet.create_model("vgg11", num_classes=7, width_mult=0.125, checkpoint_path=path)
     assert same_tensors(model, source, "features.")
     for key in ["classifier.0.weight", "classifier.3.weight", "classifier.3.bias"]:
         assert torch.equal(model.state_dict()[key], source.state_dict()[key])
@@ -123,7 +124,7 @@ def test_old_batchnorm_files_without_batch_counters_load(tmp_path):
     source = tiny("vgg11_bn")
     path = tmp_path / "old.pth"
     torch.save({k: v for k, v in source.state_dict().items() if "num_batches_tracked" not in k}, path)
-    assert same_tensors(tiny("vgg11_bn", pretrained=path), source, "features.0.")
+    assert same_tensors(tiny("vgg11_bn", checkpoint_path=path), source, "features.0.")
 
 
 @pytest.mark.parametrize("in_chans", [1, 6])
@@ -146,7 +147,7 @@ def test_first_convolution_for_two_channels_tiles_and_rescales(tmp_path):
     source = tiny()
     path = tmp_path / "rgb.pth"
     torch.save(source.state_dict(), path)
-    model = tiny(in_chans=2, pretrained=path)
+    model = tiny(in_chans=2, checkpoint_path=path)
     torch.testing.assert_close(model.features[0].weight, source.features[0].weight[:, :2] * 1.5)
 
 
@@ -154,18 +155,18 @@ def test_weights_of_another_depth_name_the_variant_they_fit(tmp_path):
     path = tmp_path / "vgg11.pth"
     torch.save(vggnet.create_model("vgg11", head="compact").state_dict(), path)
     with pytest.raises(ValueError, match=r"do not fit vgg16: .*create the model as 'vgg11'"):
-        vggnet.create_model("vgg16", head="compact", pretrained=path)
+        vggnet.create_model("vgg16", head="compact", checkpoint_path=path)
     bn_path = tmp_path / "vgg13_bn.pth"
     torch.save(vggnet.create_model("vgg13_bn", head="compact").state_dict(), bn_path)
     with pytest.raises(ValueError, match=r"do not fit vgg13: .*create the model as 'vgg13_bn'"):
-        vggnet.create_model("vgg13", head="compact", pretrained=bn_path)
+        vggnet.create_model("vgg13", head="compact", checkpoint_path=bn_path)
 
 
 def test_weights_of_another_width_are_refused(tmp_path):
     path = tmp_path / "narrow.pth"
     torch.save(tiny().state_dict(), path)
     with pytest.raises(ValueError, match=r"features.0.weight has shape \(8, 3, 3, 3\)"):
-        vggnet.create_model("vgg11", head="compact", pretrained=path)
+        vggnet.create_model("vgg11", head="compact", checkpoint_path=path)
 
 
 class _Payload:
@@ -183,7 +184,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": tiny().state_dict(), "extra": _Payload(str(marker))}, path)
     with pytest.raises(ValueError, match="refusing to load .*evil.pth: it holds pickled Python objects"):
-        tiny(pretrained=path)
+        tiny(checkpoint_path=path)
     assert not marker.exists()
     # The same payload unpickled without protection would have run: the test's premise holds.
     with open(path, "rb"):
@@ -211,14 +212,14 @@ def test_truncated_checkpoint_is_refused(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
-        tiny(pretrained=path)
+        tiny(checkpoint_path=path)
 
 
 def test_damaged_safetensors_is_refused(tmp_path):
     path = tmp_path / "weights.safetensors"
     path.write_bytes(os.urandom(64))
     with pytest.raises(ValueError, match="not a readable safetensors file"):
-        tiny(pretrained=path)
+        tiny(checkpoint_path=path)
 
 
 @pytest.mark.parametrize("obj", [[1, 2, 3], {"epoch": 3}, {}])
@@ -226,14 +227,49 @@ def test_files_without_a_state_dict_are_refused(tmp_path, obj):
     path = tmp_path / "other.pt"
     torch.save(obj, path)
     with pytest.raises(ValueError, match="holds no state dict of tensors"):
-        tiny(pretrained=path)
+        tiny(checkpoint_path=path)
 
 
 def test_missing_file_and_unknown_tag():
-    with pytest.raises(ValueError, match=r"no such file: nowhere/vgg.pth \(there is no folder nowhere\)"):
-        tiny(pretrained="nowhere/vgg.pth")
+    with pytest.raises(ValueError, match=r"^no such file: nowhere/vgg.pth \(there is no folder nowhere\)$"):
+        tiny(checkpoint_path="nowhere/vgg.pth")
     with pytest.raises(ValueError, match="unknown pretrained weights 'imagenet21k' for vgg11; choose one of: imagenet"):
         tiny(pretrained="imagenet21k")
+
+
+def test_a_tag_is_never_taken_for_a_file_nor_a_file_for_a_tag(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save(tiny().state_dict(), tmp_path / "imagenet")
+    with pytest.raises(ValueError, match="^no such file: imagenet21k; check the path$"):
+        tiny(checkpoint_path="imagenet21k")  # checkpoint_path is always a file
+    with pytest.raises(ValueError, match="^no such file: nowhere/vgg.pth .*; pretrained= takes a weights tag such as "
+                       "'imagenet', checkpoint_path= a file$"):  # fmt: skip
+        tiny(pretrained="nowhere/vgg.pth")
+    with pytest.raises(ValueError, match="pretrained='imagenet' and checkpoint_path='imagenet' both name weights"):
+        tiny(pretrained="imagenet", checkpoint_path="imagenet")
+
+
+def test_a_file_given_as_pretrained_is_refused_with_the_keyword_to_use(tmp_path):
+    source = tiny(num_classes=3)
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    with pytest.raises(ValueError, match="is a file: pass weights files as checkpoint_path="):
+        tiny(num_classes=3, pretrained=str(path))
+    assert same_tensors(tiny(num_classes=3, checkpoint_path=path), source)
+
+
+def test_a_users_weights_value_becomes_the_right_keyword(tmp_path, monkeypatch):
+    from vggnet.models.loading import weights_keyword
+
+    monkeypatch.chdir(tmp_path)
+    torch.save(tiny().state_dict(), tmp_path / "imagenet")
+    assert weights_keyword(None) == {}
+    assert weights_keyword("imagenet") == {"pretrained": "imagenet"}  # the tag, though a file has its name
+    assert weights_keyword("./imagenet") == {"checkpoint_path": Path("imagenet")}
+    assert weights_keyword(tmp_path / "imagenet") == {"checkpoint_path": tmp_path / "imagenet"}
+    assert weights_keyword("imagenet21k") == {"pretrained": "imagenet21k"}  # an unknown tag, for the table to name
+    with pytest.raises(ValueError, match="^no such file: runs/best.pt"):
+        weights_keyword("runs/best.pt")
 
 
 @pytest.mark.parametrize(
@@ -263,10 +299,10 @@ def test_a_misspelt_path_suggests_the_file_beside_it(tmp_path):
     (tmp_path / "best.png").write_bytes(b"an image, not weights: never suggested")
     folder = re.escape(str(tmp_path))
     with pytest.raises(ValueError, match=f"^no such file: {folder}/bset.pt; did you mean {folder}/best.pt\\?$"):
-        tiny(pretrained=str(tmp_path / "bset.pt"))
+        tiny(checkpoint_path=str(tmp_path / "bset.pt"))
     with pytest.raises(ValueError, match=f"^no such file: {folder}/other.pth; check the path$"):
-        tiny(pretrained=tmp_path / "other.pth")
+        tiny(checkpoint_path=tmp_path / "other.pth")
     with pytest.raises(ValueError, match=f"^{folder} is a folder, not a weights file; pass a weights file in it: best"):
-        tiny(pretrained=tmp_path)
+        tiny(checkpoint_path=tmp_path)
     with pytest.raises(ValueError, match=f"^no such file: {folder}/bset.pt; did you mean"):
         vggnet.load_model(tmp_path / "bset.pt")

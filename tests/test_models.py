@@ -1,5 +1,6 @@
 """The VGG family against torchvision's reference implementation, and the model's public face."""
 
+import inspect
 import math
 
 import pytest
@@ -175,6 +176,30 @@ def test_reset_classifier():
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, model.num_features)
     with pytest.raises(ValueError, match="num_classes=-1"):
         model.reset_classifier(-1)
+
+
+def test_every_architecture_argument_of_vgg_goes_through_create_model():
+    """`create_model` passes its keywords straight to `VGG`: every argument but the two the variant fixes."""
+    fixed_by_the_variant = {"cfg", "norm_layer"}
+    arguments = set(inspect.signature(vggnet.VGG).parameters) - fixed_by_the_variant
+    model = vggnet.create_model("vgg11", head="compact", width_mult=0.125)
+    assert arguments == set(model.model_kwargs)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'depth'"):
+        vggnet.create_model("vgg11", depth=11)
+
+
+def test_torchvision_style_builders_are_create_model():
+    from vggnet import models
+
+    assert all(getattr(models, name).__name__ == name for name in vggnet.list_models())
+    torch.manual_seed(0)
+    built = models.vgg13_bn(num_classes=4, head="compact", width_mult=0.125)
+    torch.manual_seed(0)
+    created = vggnet.create_model("vgg13_bn", num_classes=4, head="compact", width_mult=0.125)
+    assert built.model_name == "vgg13_bn"
+    assert all(torch.equal(value, created.state_dict()[key]) for key, value in built.state_dict().items())
+    with pytest.raises(TypeError):
+        models.vgg11("imagenet")  # keyword-only, as torchvision's
 
 
 def test_model_kwargs_rebuild_the_same_model():

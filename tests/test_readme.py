@@ -8,7 +8,6 @@ parsed by the CLI's own parser instead, each for a reason listed in PARSE_ONLY; 
 weights are compiled only.
 """
 
-import argparse
 import ast
 import contextlib
 import io
@@ -292,17 +291,16 @@ def test_every_verb_and_flag_the_readme_names_exists(usage):
     tokens = usage.split()
     parser = build_parser()
     if tokens[1].startswith("-"):  # a flag of the command itself: `vggnet --help`, `vggnet --version`
-        assert tokens[1] in parser._option_string_actions, f"`vggnet` has no {tokens[1]}"
+        assert tokens[1] in parser.flags, f"`vggnet` has no {tokens[1]}"
         return
     verbs = [tokens[1]] + [tokens[i + 1] for i in range(2, len(tokens) - 1, 2) if tokens[i] == "|"]
-    # argparse has no public way to list sub-commands and their options
-    action = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
     for verb in verbs:
-        assert verb in action.choices, f"README names `vggnet {verb}`, which is not a command"
+        assert verb in parser.verbs, f"README names `vggnet {verb}`, which is not a command"
+        flags = parser.verbs[verb].flags
         for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", usage):
-            assert flag in action.choices[verb]._option_string_actions, f"`vggnet {verb}` has no {flag}"
+            assert flag in flags, f"`vggnet {verb}` has no {flag}"
         for flag, shown in re.findall(r"(--[a-z][\w-]*) ([\w.]+(?:\|[\w.]+)+)", usage):  # `--format table|json`
-            choices = action.choices[verb]._option_string_actions[flag].choices
+            choices = flags[flag].choices
             if choices is not None:
                 assert set(shown.split("|")) == set(choices), f"`vggnet {verb} {flag}` takes {choices}, not {shown}"
 

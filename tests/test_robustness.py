@@ -368,7 +368,7 @@ def test_running_out_of_memory_suggests_a_smaller_batch(trained, tmp_path, monke
         def forward(self, images):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(loop, "_wrap_for_training", lambda model, *args: OutOfMemory())
+    monkeypatch.setattr(loop, "wrap_for_training", lambda model, *args: OutOfMemory())
     with pytest.raises(RuntimeError, match=r"out of memory at --batch-size 8; lower it \(e.g. --batch-size 4\)"):
         vggnet.train(data=str(data), out=str(tmp_path / "runs"), epochs=1, model="vgg11_bn", head="compact",
                      width_mult=0.125, img_size=32, workers=0, batch_size=8)  # fmt: skip

@@ -13,7 +13,7 @@ from conftest import tiny_train
 import vggnet
 from vggnet import atomic as checkpoint_module
 from vggnet.cli import main
-from vggnet.data import build_transform, load_rgb
+from vggnet.data import ImageListDataset, Preprocess, load_rgb
 from vggnet.training import TrainConfig, TrainingInterrupted, loop, train
 
 
@@ -108,7 +108,7 @@ def test_the_training_loss_is_label_smoothed_cross_entropy(image_folder, tmp_pat
 
     paths = sorted((image_folder / "train").rglob("*.png"))
     preprocess = torch.load(result.run_dir / "last.pt", weights_only=True)["preprocess"]
-    images = torch.stack([build_transform(preprocess)(load_rgb(path)) for path in paths])
+    images = torch.stack([Preprocess.from_checkpoint(preprocess).transform()(load_rgb(path)) for path in paths])
     labels = torch.tensor([classes.index(path.parent.name) for path in paths])
     with torch.no_grad():
         log_probs = start.eval()(images).log_softmax(dim=1)
@@ -175,7 +175,7 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(image_folder, tmp_path, monk
     settings = {"augment": "none", "dropout": 0.0, "deterministic": True}
     full = tiny_train(image_folder, tmp_path / "runs", name="full", **settings)
     fetched = {"count": 0}
-    original = loop.ImageListDataset.__getitem__
+    original = ImageListDataset.__getitem__
 
     def getitem_then_ctrl_c(self, index):
         fetched["count"] += 1
@@ -184,7 +184,7 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(image_folder, tmp_path, monk
         return original(self, index)
 
     with monkeypatch.context() as patch:
-        patch.setattr(loop.ImageListDataset, "__getitem__", getitem_then_ctrl_c)
+        patch.setattr(ImageListDataset, "__getitem__", getitem_then_ctrl_c)
         with pytest.raises(TrainingInterrupted) as interrupted:
             tiny_train(image_folder, tmp_path / "runs", name="cut", **settings)
     cut = tmp_path / "runs" / "cut"

@@ -12,8 +12,9 @@ from conftest import write_image_folder
 
 import vggnet
 from vggnet.choices import INFERENCE_BATCH_SIZE
+from vggnet.data import ImageListDataset
 from vggnet.runtime import resolve_precision
-from vggnet.training import TrainingInterrupted, loop
+from vggnet.training import TrainingInterrupted, loop, setup, step
 
 
 def tiny_train(data, out, **overrides):
@@ -92,11 +93,11 @@ def _crash_in_validation(monkeypatch):
     def crash(*_args, **_kwargs):
         raise Crash
 
-    monkeypatch.setattr(loop, "evaluation_sums", crash)
+    monkeypatch.setattr(step, "evaluation_sums", crash)
 
 
 def _ctrl_c_in_the_first_batch(monkeypatch):
-    original = loop.ImageListDataset.__getitem__
+    original = ImageListDataset.__getitem__
     pressed = []
 
     def getitem_then_ctrl_c(self, index):
@@ -105,11 +106,11 @@ def _ctrl_c_in_the_first_batch(monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, index)
 
-    monkeypatch.setattr(loop.ImageListDataset, "__getitem__", getitem_then_ctrl_c)
+    monkeypatch.setattr(ImageListDataset, "__getitem__", getitem_then_ctrl_c)
 
 
 def _infinite_loss(monkeypatch):
-    monkeypatch.setattr(loop.nn.CrossEntropyLoss, "forward", lambda self, logits, labels: logits.sum() * torch.inf)
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", lambda self, logits, labels: logits.sum() * torch.inf)
 
 
 @pytest.mark.parametrize(
@@ -125,7 +126,7 @@ def _infinite_loss(monkeypatch):
 )
 def test_the_tensorboard_writer_is_closed_on_every_exit(image_folder, tmp_path, monkeypatch, fault, settings, expected):
     RecordingWriter.made.clear()
-    monkeypatch.setattr(loop, "_summary_writer_class", lambda: RecordingWriter)
+    monkeypatch.setattr(loop, "summary_writer_class", lambda: RecordingWriter)
     if fault is not None:
         fault(monkeypatch)
     if expected is None:
@@ -169,5 +170,5 @@ def test_eval_of_best_pt_reproduces_the_recorded_validation(tmp_path, precision)
 def test_validation_takes_evals_batches_and_counts_each_image_once(count, world_size):
     size = INFERENCE_BATCH_SIZE
     evals = [list(range(count))[start : start + size] for start in range(0, count, size)]
-    dealt = [loop.validation_batches(count, rank, world_size) for rank in range(world_size)]
+    dealt = [setup.validation_batches(count, rank, world_size) for rank in range(world_size)]
     assert sorted(batch for batches in dealt for batch in batches) == evals

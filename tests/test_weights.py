@@ -5,13 +5,16 @@ import hashlib
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 from torchvision_reference import TORCHVISION_WEIGHTS
 
 import vggnet
 from vggnet.models import weights as weights_module
+from vggnet.models.loading import weights_keyword
 from vggnet.models.weights import PRETRAINED, cache_path, fetch_pretrained, get_pretrained
 
 
@@ -24,12 +27,14 @@ def test_table_row_matches_torchvision(name):
     assert ours.acc1 == theirs.meta["_metrics"]["ImageNet-1K"]["acc@1"]
     assert ours.acc5 == theirs.meta["_metrics"]["ImageNet-1K"]["acc@5"]
     assert ours.hash_prefix in theirs.url and len(ours.hash_prefix) == 8
-    # torchvision's preset for these weights, applied to an image, equals our preprocessing record's.
+    # torchvision's preset for these weights equals our preprocessing record, and gives the same tensor.
     preset = theirs.transforms()
     pre = ours.preprocess
-    assert (preset.crop_size[0], preset.resize_size[0]) == (pre["img_size"], pre["resize"])
-    assert tuple(preset.mean) == pre["mean"] and tuple(preset.std) == pre["std"]
-    assert preset.interpolation.value == pre["interpolation"]
+    assert (preset.crop_size[0], preset.resize_size[0]) == (pre.img_size, pre.resize)
+    assert tuple(preset.mean) == pre.mean and tuple(preset.std) == pre.std
+    assert preset.interpolation.value == pre.interpolation
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8))
+    torch.testing.assert_close(ours.transforms()(image), preset(image), atol=1e-5, rtol=0)
 
 
 def test_imagenet_categories_ship_with_the_package():
@@ -96,7 +101,7 @@ def test_a_server_that_is_gone_says_where_to_put_the_file(hub_dir, closed_port_u
     with pytest.raises(RuntimeError, match=f"could not download .* put it at {expected_path}") as error:
         vggnet.create_model("vgg16", pretrained="imagenet", progress=False)
     # Said for both the CLI and Python.
-    assert str(error.value).endswith("or pass a local copy with --pretrained PATH (pretrained=PATH in Python)")
+    assert str(error.value).endswith("or pass a local copy with --pretrained PATH (checkpoint_path=PATH in Python)")
     assert list((hub_dir / "checkpoints").iterdir()) == []
 
 
@@ -208,7 +213,9 @@ def test_the_imagenet_tag_never_means_a_file_of_that_name(hub_dir, file_server, 
     monkeypatch.chdir(work)
 
     def loaded(pretrained):
-        model = vggnet.create_model("vgg11", head="compact", width_mult=0.125, pretrained=pretrained, progress=False)
+        """The weights that a user's `--pretrained` value loads."""
+        weights = weights_keyword(pretrained)
+        model = vggnet.create_model("vgg11", head="compact", width_mult=0.125, progress=False, **weights)
         return model.state_dict()
 
     official = loaded("imagenet")

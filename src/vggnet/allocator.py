@@ -8,9 +8,14 @@ this: on a 2-core CPU it made vgg16 bf16 inference and training at batch 8 1.3x 
 memory freed stays with the process until exit, and the peak can be higher (fragmentation: 3.6 instead of 3.0 GB
 for vgg16 training steps with varying batch sizes).
 
-`vggnet`'s commands turn this on at start (set VGGNET_KEEP_FREED_MEMORY=0 to leave malloc as it is); Python users
-call `keep_freed_memory()` themselves. It applies to glibc only (Linux); elsewhere, and with another allocator
-preloaded (jemalloc, tcmalloc: they already reuse memory), it does nothing and returns False.
+`vggnet`'s commands turn this on at start (set VGGNET_KEEP_FREED_MEMORY=0 to leave malloc as it is); it is a
+setting of the whole process, so the Python API leaves it alone, and a program that wants it says so itself:
+
+    from vggnet.allocator import keep_freed_memory
+    keep_freed_memory()
+
+It applies to glibc only (Linux); elsewhere, and with another allocator preloaded (jemalloc, tcmalloc: they already
+reuse memory), it does nothing and returns False.
 """
 
 import ctypes

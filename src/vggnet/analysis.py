@@ -30,7 +30,13 @@ from .tables import human_count, render_table
 @dataclass(frozen=True)
 class LayerSummary:
     """One layer: canonical name, module type, output shape (C, H, W) or (features,), parameters, MACs per image,
-    receptive field (pixels) and effective stride (pixels; None once the spatial layout is flattened)."""
+    receptive field (pixels) and effective stride (pixels; None once the spatial layout is flattened).
+
+    >>> import vggnet
+    >>> vggnet.summarize("vgg16").layers[0]  # 64 filters of 3x3x3 plus biases, each read at 224x224 positions
+    LayerSummary(name='conv1_1', type='Conv2d', output_shape=(64, 224, 224), params=1792, macs=86704128,
+                 receptive_field=3, stride=1)
+    """
 
     name: str
     type: str
@@ -43,7 +49,25 @@ class LayerSummary:
 
 @dataclass(frozen=True)
 class ModelSummary:
-    """The analysis of one model at one input size; see `summarize`."""
+    """The analysis of one model at one input size; see `summarize`.
+
+    >>> import vggnet
+    >>> summary = vggnet.summarize("vgg16", num_classes=10)  # fc8 of 4,097,000 weights becomes one of 40,970
+    >>> summary.model, summary.head, summary.total_params
+    ('vgg16', 'classic', 134301514)
+    >>> report = summary.to_dict()
+    >>> report["gmacs"], len(report["layers"])
+    (15.466, 40)
+    >>> print(summary.render())  # also "markdown" or "json"
+    vgg16 (classic head, 10 classes), input 3x224x224
+    <BLANKLINE>
+    layer    type  output shape  params  MACs  receptive field  stride
+    ...
+    fc8      Linear  10  40,970  40.96K  404  -
+    <BLANKLINE>
+    total params: 134,301,514 (512.3 MiB as fp32), trainable: 134,301,514
+    total MACs: 15,466,209,280 (15.47 GMACs) per image
+    """
 
     model: str
     input_size: int
@@ -111,6 +135,16 @@ class ModelSummary:
 
 def summarize(model: str | VGG, input_size: int = 224, **model_kwargs) -> ModelSummary:
     """Analyse a model layer by layer at a square input size.
+
+    >>> import vggnet
+    >>> summary = vggnet.summarize("vgg16")  # torchvision publishes the same counts
+    >>> summary.total_params, round(summary.total_macs / 1e9, 2)
+    (138357544, 15.47)
+    >>> [(layer.name, layer.receptive_field, layer.stride) for layer in summary.layers if layer.type == "MaxPool2d"]
+    [('pool1', 6, 2), ('pool2', 16, 4), ('pool3', 44, 8), ('pool4', 100, 16), ('pool5', 212, 32)]
+    >>> model = vggnet.create_model("vgg11", num_classes=10, head="compact", width_mult=0.125)
+    >>> vggnet.summarize(model, input_size=32).total_params == sum(p.numel() for p in model.parameters())
+    True
 
     Args:
         model: A registry name (the model is then built on the meta device: no memory, no compute) or a VGG.
@@ -202,7 +236,16 @@ def _macs(module: nn.Module, out: torch.Tensor) -> int:
 
 def describe_models(input_size: int = 224) -> list[dict]:
     """One row per registered variant: parameters and GMACs at `input_size` (classic head, 1000 classes),
-    aliases, and the official weights' published ImageNet-1K accuracy (%) and URL."""
+    aliases, and the official weights' published ImageNet-1K accuracy (%) and URL.
+
+    >>> import vggnet
+    >>> rows = vggnet.describe_models()
+    >>> [row["model"] for row in rows]
+    ['vgg11', 'vgg11_bn', 'vgg13', 'vgg13_bn', 'vgg16', 'vgg16_bn', 'vgg19', 'vgg19_bn']
+    >>> vgg16 = rows[4]
+    >>> vgg16["aliases"], vgg16["params"], vgg16["gmacs"], vgg16["acc1"], vgg16["acc5"]
+    (['vgg'], 138357544, 15.47, 71.592, 90.382)
+    """
     rows = []
     for name in list_models():
         summary = summarize(name, input_size)
@@ -219,3 +262,26 @@ def describe_models(input_size: int = 224) -> list[dict]:
             }
         )
     return rows
+
+
+def render_models(input_size: int = 224, style: str = "table") -> str:
+    """`describe_models(input_size)` as `vggnet models` prints it: `"table"` (aligned text), `"markdown"` (both with
+    a note on where the accuracy comes from) or `"json"`."""
+    rows = describe_models(input_size)
+    if style == "json":
+        return json.dumps(rows, indent=2)
+    headers = ["model", "aliases", "params", f"GMACs@{input_size}", "acc@1", "acc@5"]
+    cells = [
+        [
+            row["model"],
+            ", ".join(row["aliases"]) or "-",
+            f"{row['params']:,}",
+            f"{row['gmacs']:.3f}",
+            "-" if row["acc1"] is None else f"{row['acc1']:.3f}",
+            "-" if row["acc5"] is None else f"{row['acc5']:.3f}",
+        ]
+        for row in rows
+    ]
+    table = render_table(headers, cells, "markdown" if style == "markdown" else "text")
+    source = "accuracy: ImageNet-1K validation, official weights (pretrained='imagenet'), as published by torchvision"
+    return f"{table}\n\n{source}"

@@ -5,7 +5,7 @@ Each tuple is defined once, here; the module that acts on it (named beside it) i
 
 DEVICES = ("auto", "cpu", "cuda")  # runtime.resolve_device
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # runtime.resolve_precision
-AUGMENTS = ("none", "basic", "trivial")  # data.transforms.build_transform
+AUGMENTS = ("none", "basic", "trivial")  # Preprocess.transform(train=True, augment=...)
 REPORT_FORMATS = ("table", "json", "markdown")  # analysis.ModelSummary.render, `vggnet models`
 EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")  # infer.export.export
 

@@ -1,11 +1,12 @@
-"""Image folders, robust decoding, transform presets and the built-in digits dataset. Imports nothing from
-`vggnet.models`: preprocessing is described by a plain `preprocess` dict."""
+"""Image folders, robust decoding, the preprocessing record and its transforms, and the built-in digits dataset.
+Imports nothing from `vggnet.models`: the weights describe their preprocessing with this package's `Preprocess`."""
 
 from .dataset import ImageListDataset, ImagePathDataset, collate_inference, collate_skipping_failures
 from .decode import UnreadableImageError, find_unreadable, load_rgb
 from .digits import digits_folder, write_digits
 from .folders import IMAGE_EXTENSIONS, DatasetSplits, discover_splits, evaluation_samples, list_images
-from .transforms import AUGMENTS, build_transform
+from .preprocess import Preprocess
+from .transforms import AUGMENTS
 
 __all__ = [
     "AUGMENTS",
@@ -13,8 +14,8 @@ __all__ = [
     "DatasetSplits",
     "ImageListDataset",
     "ImagePathDataset",
+    "Preprocess",
     "UnreadableImageError",
-    "build_transform",
     "collate_inference",
     "collate_skipping_failures",
     "digits_folder",

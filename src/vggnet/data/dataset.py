@@ -13,11 +13,13 @@ logger = logging.getLogger("vggnet")
 
 class ImageListDataset(Dataset):
     """Decodes `samples[i]`'s file with `load_rgb` and applies `transform`; an unreadable file yields None (and a
-    warning), which `collate_skipping_failures` drops from the batch."""
+    warning), which `collate_skipping_failures` drops from the batch. `decode_size` (`Preprocess.decode_size`)
+    lets huge JPEGs decode at reduced scale."""
 
-    def __init__(self, samples: list[tuple[Path, int]], transform) -> None:
+    def __init__(self, samples: list[tuple[Path, int]], transform, decode_size: int | None) -> None:
         self.samples = samples
         self.transform = transform
+        self.decode_size = decode_size
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -25,7 +27,7 @@ class ImageListDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         path, label = self.samples[index]
         try:
-            image = load_rgb(path, getattr(self.transform, "decode_size", None))
+            image = load_rgb(path, self.decode_size)
         except UnreadableImageError as error:
             logger.warning("skipped unreadable image %s", error)
             return None
@@ -42,18 +44,20 @@ def collate_skipping_failures(batch: list) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 class ImagePathDataset(Dataset):
-    """For inference: item `i` is (tensor, i, None), or (None, i, reason) when the file cannot be decoded."""
+    """For inference: item `i` is (tensor, i, None), or (None, i, reason) when the file cannot be decoded;
+    `decode_size` as for `ImageListDataset`."""
 
-    def __init__(self, paths: list[str | Path], transform) -> None:
+    def __init__(self, paths: list[str | Path], transform, decode_size: int | None) -> None:
         self.paths = paths
         self.transform = transform
+        self.decode_size = decode_size
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str | None]:
         try:
-            image = load_rgb(self.paths[index], getattr(self.transform, "decode_size", None))
+            image = load_rgb(self.paths[index], self.decode_size)
             return self.transform(image), index, None
         except UnreadableImageError as error:
             return None, index, error.reason

@@ -87,7 +87,8 @@ def discover_splits(root: str | Path, val_split: float = 0.2, seed: int = 0) -> 
         raise ValueError(f"--val-split {val_split} must be between 0 and 1 (exclusive), e.g. 0.2")
     classes, samples = _scan_classes(root)
     train, val = _split_per_class(samples, len(classes), val_split, seed)
-    empty_val = [classes[c] for c in range(len(classes)) if not any(label == c for _, label in val)]
+    held_out = {label for _, label in val}
+    empty_val = [name for label, name in enumerate(classes) if label not in held_out]
     if empty_val:
         raise ValueError(
             f"classes {empty_val} have a single image, so none can be held out for validation; add images "
@@ -165,10 +166,15 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def _split_per_class(samples: list[Sample], num_classes: int, val_split: float, seed: int):
+    """(train, val), each sorted: `val_split` of each class's images, drawn by one generator seeded with `seed`
+    that shuffles the classes in turn (their images in `samples`' order), so that the same folder and seed give
+    the same split."""
+    by_class = [[] for _ in range(num_classes)]
+    for sample in samples:  # one pass over the images, however many classes
+        by_class[sample[1]].append(sample)
     rng = random.Random(seed)
     train, val = [], []
-    for label in range(num_classes):
-        members = [s for s in samples if s[1] == label]
+    for members in by_class:
         rng.shuffle(members)
         # At least one image of each class on each side, where the class has two.
         held_out = min(len(members) - 1, max(1, round(len(members) * val_split)))

@@ -1,9 +1,4 @@
-"""Train and eval transform presets, parametrised by a `preprocess` record.
-
-A `preprocess` record is a plain dict, stored in every checkpoint and weights entry, so that training,
-evaluation, prediction and export see identical preprocessing:
-
-    {"img_size": 224, "resize": 256, "mean": [...], "std": [...], "interpolation": "bilinear"}
+"""Train and eval transform presets, parametrised by a `Preprocess` record (see `preprocess.py`).
 
 `img_size` is the square fed to the network; evaluation resizes the short side to `resize` and centre-crops.
 
@@ -13,11 +8,16 @@ image, written out so that inference never imports torchvision, whose import pul
 seconds on every `vggnet predict`. Tests hold it to torchvision's own preset, pixel for pixel.
 """
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from PIL import Image
 
 from ..choices import AUGMENTS
+
+if TYPE_CHECKING:  # preprocess.py imports this module: the record's type is only named here
+    from .preprocess import Preprocess
 
 # Before the evaluation resize, images are cut to at most this aspect ratio (see `limit_aspect_ratio`).
 MAX_ASPECT = 4
@@ -55,12 +55,11 @@ class EvalTransform:
     Each step is what torchvision.transforms.v2 does to a PIL image (Resize, CenterCrop, ToImage, ToDtype with
     scale, Normalize), in the same arithmetic, so the values are identical to torchvision's preset."""
 
-    def __init__(self, preprocess: dict) -> None:
-        self.size, self.resize = preprocess["img_size"], preprocess["resize"]
-        self.resample = RESAMPLE[preprocess.get("interpolation", "bilinear")]
-        self.mean = torch.tensor(list(preprocess["mean"]), dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(list(preprocess["std"]), dtype=torch.float32).view(-1, 1, 1)
-        self.decode_size = decode_size(preprocess)
+    def __init__(self, preprocess: "Preprocess") -> None:
+        self.size, self.resize = preprocess.img_size, preprocess.resize
+        self.resample = RESAMPLE[preprocess.interpolation]
+        self.mean = torch.tensor(preprocess.mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(preprocess.std, dtype=torch.float32).view(-1, 1, 1)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         image = self._centre_crop(self._resize(limit_aspect_ratio(image)))
@@ -90,29 +89,17 @@ class EvalTransform:
         return image.crop((left, top, left + self.size, top + self.size))
 
 
-def decode_size(preprocess: dict) -> int:
-    """The smallest decoded image the transforms need without loss: twice the resize side leaves headroom for
-    random crops. Datasets pass it to `load_rgb`, which then decodes huge JPEGs at reduced scale."""
-    return 2 * max(preprocess["resize"], preprocess["img_size"])
-
-
-def build_transform(preprocess: dict, train: bool = False, augment: str = "basic"):
-    """The transform from a PIL RGB image to a normalised float tensor (3, img_size, img_size).
-
-    Args:
-        preprocess: The record described in the module docstring.
-        train: Training transform (random augmentation) rather than the deterministic evaluation one.
-        augment: For training: `"none"` (the evaluation transform), `"basic"` (random resized crop and
-            horizontal flip) or `"trivial"` (basic plus TrivialAugmentWide).
-    """
+def build_transform(preprocess: "Preprocess", train: bool = False, augment: str = "basic"):
+    """The transform from a PIL RGB image to a normalised float tensor (3, img_size, img_size); what
+    `Preprocess.transform` returns (see it for the arguments)."""
     if augment not in AUGMENTS:
         raise ValueError(f"unknown augment {augment!r}; choose one of: {', '.join(AUGMENTS)}")
     if not train or augment == "none":
         return EvalTransform(preprocess)
     from torchvision.transforms import InterpolationMode, v2
 
-    size = preprocess["img_size"]
-    interpolation = InterpolationMode(preprocess.get("interpolation", "bilinear"))
+    size = preprocess.img_size
+    interpolation = InterpolationMode(preprocess.interpolation)
     geometry = [
         v2.RandomResizedCrop(size, scale=(0.35, 1.0), interpolation=interpolation, antialias=True),
         v2.RandomHorizontalFlip(),
@@ -120,13 +107,11 @@ def build_transform(preprocess: dict, train: bool = False, augment: str = "basic
     if augment == "trivial":
         geometry.append(v2.TrivialAugmentWide(interpolation=interpolation))
     # Geometry on the PIL image, as torchvision's ImageClassification preset does.
-    transform = v2.Compose(
+    return v2.Compose(
         [
             *geometry,
             v2.ToImage(),
             v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(preprocess["mean"]), std=list(preprocess["std"])),
+            v2.Normalize(mean=list(preprocess.mean), std=list(preprocess.std)),
         ]
     )
-    transform.decode_size = decode_size(preprocess)
-    return transform

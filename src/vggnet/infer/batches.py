@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..data import ImagePathDataset, build_transform, collate_inference, list_images
+from ..data import ImagePathDataset, collate_inference, list_images
 from .source import LoadedModel
 
 _GLOB_CHARACTERS = set("*?[")
@@ -55,7 +55,8 @@ class InputBatches:
         self.paths = [path for path, _ in entries]
         self.errors = {position: error for position, (_, error) in enumerate(entries) if error is not None}
         self._readable = [position for position, (_, error) in enumerate(entries) if error is None]
-        dataset = ImagePathDataset([self.paths[p] for p in self._readable], build_transform(loaded.preprocess))
+        readable = [self.paths[p] for p in self._readable]
+        dataset = ImagePathDataset(readable, loaded.preprocess.transform(), loaded.preprocess.decode_size)
         self._loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_inference)
         self._bar = {"desc": desc, "disable": not progress or len(self._loader) < 2}
 

@@ -22,7 +22,15 @@ from .source import LoadedModel, load_for_inference, require_vgg
 
 @dataclass
 class Embeddings:
-    """One row of `features` per readable input in `paths`; `errors` holds {"path", "error"} for the others."""
+    """One row of `features` per readable input in `paths`; `errors` holds {"path", "error"} for the others.
+
+    >>> import numpy as np
+    >>> from vggnet import Embeddings
+    >>> embeddings = Embeddings(np.eye(2, 4, dtype=np.float32), ["a.png", "b.png"], "relu7")
+    >>> saved = np.load(embeddings.save("features.npz"))
+    >>> saved["features"].shape, saved["paths"].tolist(), str(saved["layer"])
+    ((2, 4), ['a.png', 'b.png'], 'relu7')
+    """
 
     features: np.ndarray
     paths: list[str]
@@ -60,11 +68,20 @@ def embed(
     """Compute one feature vector per input image at `layer` (default: `default_layer`), optionally scaled to
     unit L2 norm.
 
+    >>> import vggnet
+    >>> from PIL import Image
+    >>> for colour in ("tomato", "teal"):
+    ...     Image.new("RGB", (64, 48), colour).save(f"{colour}.png")
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> embeddings = vggnet.embed(model, ["tomato.png", "teal.png", "gone.png"], normalize=True, device="cpu")
+    >>> embeddings.layer, embeddings.features.shape, embeddings.errors  # flatten: the 64 pooled channels
+    ('flatten', (2, 64), [{'path': 'gone.png', 'error': 'no such file or folder'}])
+
     Raises:
         RuntimeError: not one input gave an image (an empty folder, missing or unreadable files); the message
             names the inputs and why.
     """
-    loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device, precision)
+    loaded = load_for_inference(model, pretrained, device, precision)
     require_vgg(loaded, "embed")
     layer = layer or default_layer(loaded.model)
     loaded.model.get_layer(layer)  # raises for a layer this model does not have, naming the ones it has

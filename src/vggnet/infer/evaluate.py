@@ -8,51 +8,18 @@ import json
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from ..choices import INFERENCE_BATCH_SIZE
-from ..data import ImageListDataset, build_transform, collate_skipping_failures
+from ..data import ImageListDataset, collate_skipping_failures
 from ..data.folders import evaluation_samples
+from ..metrics import evaluation_metrics, evaluation_sums, per_class_scores
 from ..models.vgg import VGG
 from ..models.weights import imagenet_categories, imagenet_synsets
 from ..plots import plot_confusion_matrix
 from ..tables import render_table
 from .runner import InferenceRunner
 from .source import LoadedModel, load_for_inference
-
-
-def evaluation_sums(forward, num_classes: int, loader: DataLoader, device: torch.device) -> dict:
-    """Summed loss, top-5 hits and the confusion matrix (rows true, columns predicted) over `loader`, which
-    yields (images, labels, dropped) batches; `forward` maps a batch to logits. Sums, so that processes can add
-    theirs up."""
-    classes = num_classes
-    confusion = torch.zeros(classes, classes, dtype=torch.long, device=device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    top5_hits = torch.zeros((), dtype=torch.long, device=device)
-    with torch.no_grad():
-        for images, labels, _dropped in loader:
-            if not len(labels):
-                continue
-            labels = labels.to(device, non_blocking=True)
-            logits = forward(images).float()
-            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
-            top = logits.topk(min(5, classes), dim=1).indices
-            top5_hits += (top == labels[:, None]).any(dim=1).sum()
-            confusion += torch.bincount(labels * classes + top[:, 0], minlength=classes * classes).view(classes, -1)
-    return {"loss_sum": loss_sum, "top5_hits": top5_hits, "confusion": confusion}
-
-
-def evaluation_metrics(sums: dict) -> dict:
-    """Loss, top-1 and top-5 (fractions) and the confusion matrix (on the CPU) from `evaluation_sums`."""
-    confusion = sums["confusion"].cpu()
-    seen = max(int(confusion.sum()), 1)
-    return {
-        "loss": float(sums["loss_sum"]) / seen,
-        "top1": int(confusion.diag().sum()) / seen,
-        "top5": int(sums["top5_hits"]) / seen,
-        "confusion": confusion,
-    }
 
 
 def evaluate(
@@ -69,8 +36,26 @@ def evaluate(
 ) -> dict:
     """Evaluate a model on a labelled image folder.
 
+    >>> import os, vggnet
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> for colour in ("tomato", "teal"):  # class folders named after the model's classes, one image each
+    ...     Path("colours", colour).mkdir(parents=True)
+    ...     Image.new("RGB", (32, 32), colour).save(f"colours/{colour}/0.png")
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)  # random weights
+    >>> model.pretrained_cfg = {"classes": ["red", "teal", "tomato"], "preprocess": vggnet.Preprocess(32, 32).to_dict()}
+    >>> report = vggnet.evaluate(model, "colours", device="cpu", out="eval")
+    >>> report["num_images"], report["evaluated_classes"], report["top5"]  # top-5 of 3 classes: always a hit
+    (2, ['teal', 'tomato'], 1.0)
+    >>> report["per_class"]["teal"]["support"], [sum(row) for row in report["confusion_matrix"]]
+    (1, [0, 1, 1])
+    >>> sorted(os.listdir("eval"))
+    ['confusion_matrix.csv', 'confusion_matrix.png', 'metrics.json']
+    >>> vggnet.evaluate("runs/train/exp/best.pt", "~/flowers")  # doctest: +SKIP
+    >>> vggnet.evaluate("vgg16", "~/imagenet/val", pretrained="imagenet")  # doctest: +SKIP
+
     Args:
-        model: A checkpoint path, or a registry name with `pretrained`.
+        model: A checkpoint path, a registry name with `pretrained`, or a loaded model (see `load_for_inference`).
         data: Class folders, or a folder holding `val/` (or `valid/`, `validation/`, `test/`) class folders, named
             after the model's classes (all or some of them); for the ImageNet classes, also their WordNet ids, as
             in ImageNet's own validation folders.
@@ -85,11 +70,11 @@ def evaluate(
         `confusion_matrix` (rows true, columns predicted, over all of `classes`, the model's), and
         `evaluated_classes` (those with images, in the model's order).
     """
-    loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device, precision)
+    loaded = load_for_inference(model, pretrained, device, precision)
     imagenet = loaded.classes == imagenet_categories()
     wordnet_ids = dict(zip(imagenet_synsets(), loaded.classes, strict=True)) if imagenet else None
     samples = evaluation_samples(data, loaded.classes, wordnet_ids)
-    dataset = ImageListDataset(samples, build_transform(loaded.preprocess))
+    dataset = ImageListDataset(samples, loaded.preprocess.transform(), loaded.preprocess.decode_size)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping_failures)
     runner = InferenceRunner(loaded, compile=compile)
     result = evaluation_metrics(evaluation_sums(runner, len(loaded.classes), loader, loaded.device))
@@ -101,7 +86,7 @@ def evaluate(
         "top1": result["top1"],
         "top5": result["top5"],
         "loss": result["loss"],
-        "per_class": _per_class(confusion, loaded.classes),
+        "per_class": per_class_scores(confusion, loaded.classes),
         "classes": loaded.classes,
         "evaluated_classes": [loaded.classes[i] for i in sorted({label for _, label in samples})],
         "confusion_matrix": confusion.tolist(),
@@ -109,36 +94,6 @@ def evaluate(
     if out is not None:
         _write_outputs(report, Path(out))
     return report
-
-
-def _per_class(confusion: torch.Tensor, classes: list[str]) -> dict:
-    """torchmetrics' per-class precision, recall and F1, from the (true, predicted) pairs of the matrix."""
-    # Imported here: torchmetrics brings scipy.signal, seconds that training and the other verbs need not pay.
-    from torchmetrics.functional.classification import multiclass_f1_score, multiclass_precision, multiclass_recall
-
-    num_classes = len(classes)
-    pairs = confusion.nonzero()
-    counts = confusion[pairs[:, 0], pairs[:, 1]]
-    target = pairs[:, 0].repeat_interleave(counts)
-    preds = pairs[:, 1].repeat_interleave(counts)
-    scores = {
-        name: metric(preds, target, num_classes=num_classes, average=None, zero_division=0).tolist()
-        for name, metric in (
-            ("precision", multiclass_precision),
-            ("recall", multiclass_recall),
-            ("f1", multiclass_f1_score),
-        )
-    }
-    support = confusion.sum(dim=1).tolist()
-    return {
-        name: {
-            "precision": scores["precision"][i],
-            "recall": scores["recall"][i],
-            "f1": scores["f1"][i],
-            "support": support[i],
-        }
-        for i, name in enumerate(classes)
-    }
 
 
 OTHER = "(other)"  # the column of predictions outside the evaluated classes; brackets keep it apart from a class

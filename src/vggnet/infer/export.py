@@ -35,6 +35,15 @@ TOLERANCE = 1e-4
 
 @dataclass
 class ExportResult:
+    """What `export` wrote and how closely the written file's outputs matched PyTorch's on sample inputs.
+
+    >>> import vggnet
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> result = vggnet.export(model, "torchscript", out="tiny.torchscript.pt", img_size=32)
+    >>> str(result.path), result.format, result.input_size, result.max_abs_diff <= result.tolerance
+    ('tiny.torchscript.pt', 'torchscript', 32, True)
+    """
+
     path: Path
     format: str
     input_size: int
@@ -89,6 +98,13 @@ def export(
 ) -> ExportResult:
     """Write the model in `format` and check the file by running it on sample inputs against PyTorch.
 
+    >>> import torch, vggnet
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> path = vggnet.export(model, "torchscript", out="tiny.torchscript.pt", img_size=32).path
+    >>> torch.jit.load(path)(torch.randn(2, 3, 32, 32)).shape
+    torch.Size([2, 3])
+    >>> vggnet.export("runs/train/exp/best.pt", "onnx", dynamic_batch=True)  # doctest: +SKIP
+
     Args:
         model: A checkpoint path, or a registry name with `pretrained`.
         format: `onnx`, `torchscript` or `safetensors`.
@@ -107,9 +123,9 @@ def export(
     path = output_path(out, model, SUFFIXES[format], "export")
     if format == "onnx":
         _onnx_runtime()
-    loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device="cpu")
+    loaded = load_for_inference(model, pretrained, device="cpu")
     network = inference_ready(require_vgg(loaded, "export"), torch.device("cpu"))
-    size = img_size or loaded.preprocess["img_size"]
+    size = img_size or loaded.preprocess.img_size
     if size < MIN_INPUT_SIZE:
         raise ValueError(f"--img-size {size} is too small for VGG; use at least {MIN_INPUT_SIZE}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +202,7 @@ def _export_safetensors(model: VGG, loaded: LoadedModel, path: Path):
     metadata = {
         "model": {"name": model.model_name, "kwargs": model.model_kwargs},
         "classes": loaded.classes,
-        "preprocess": loaded.preprocess,
+        "preprocess": loaded.preprocess.to_dict(),
     }
     state_dict = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state_dict, str(path), metadata={SAFETENSORS_METADATA_KEY: json.dumps(metadata)})

@@ -22,8 +22,17 @@ from .source import LoadedModel, load_for_inference
 class Predictor:
     """A model loaded once for many predictions, on the fast path by default.
 
-        >>> predictor = vggnet.Predictor("runs/train/exp/best.pt")
-        >>> predictor(["cat.jpg", "photos/"], topk=3)
+    >>> import vggnet
+    >>> from PIL import Image
+    >>> Image.new("RGB", (64, 48), "tomato").save("tomato.png")
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)  # random weights
+    >>> predictor = vggnet.Predictor(model, device="cpu")
+    >>> [record] = predictor(["tomato.png"], topk=2)
+    >>> record["path"], [sorted(top) for top in record["top"]]
+    ('tomato.png', [['class', 'index', 'prob'], ['class', 'index', 'prob']])
+    >>> predictor(["missing.png"])
+    [{'path': 'missing.png', 'error': 'no such file or folder'}]
+    >>> vggnet.Predictor("runs/train/exp/best.pt")(["cat.jpg", "photos/"], topk=3)  # doctest: +SKIP
 
     Args:
         model: A checkpoint path, a registry name with `pretrained`, or a loaded model.
@@ -45,9 +54,7 @@ class Predictor:
         batch_size: int = INFERENCE_BATCH_SIZE,
         workers: int = 0,
     ) -> None:
-        self.loaded = (
-            model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device, precision)
-        )
+        self.loaded = load_for_inference(model, pretrained, device, precision)
         self.runner = InferenceRunner(self.loaded, compile=compile)
         self.batch_size = batch_size
         self.workers = workers
@@ -94,7 +101,17 @@ def predict(
     save_viz: str | Path | None = None,
     progress: bool = False,
 ) -> list[dict]:
-    """Classify images once: `Predictor(model, ...)(inputs, topk, save_viz, progress)` (see `Predictor`)."""
+    """Classify images once: `Predictor(model, ...)(inputs, topk, save_viz, progress)` (see `Predictor`).
+
+    >>> import vggnet
+    >>> from PIL import Image
+    >>> Image.new("RGB", (64, 48), "tomato").save("tomato.png")
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> model.pretrained_cfg = {"classes": ["ant", "bee", "cat"], "preprocess": vggnet.Preprocess(32, 32).to_dict()}
+    >>> [record] = vggnet.predict(model, ["tomato.png"], topk=1, device="cpu")
+    >>> record["top"][0]["class"] in ("ant", "bee", "cat")
+    True
+    """
     predictor = Predictor(
         model, pretrained=pretrained, device=device, precision=precision, compile=compile, batch_size=batch_size,
         workers=workers,

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..atomic import atomic_save
-from ..data import ImageListDataset, build_transform, collate_skipping_failures, list_images
+from ..data import ImageListDataset, collate_skipping_failures, list_images
 from ..models.int8 import observer_state, prepare_for_calibration, quantization_api
 from ..models.loading import QUANTIZED_FORMAT
 from ..models.vgg import VGG
@@ -27,6 +27,15 @@ QUANTIZED_SUFFIX = ".int8.pt"
 
 @dataclass
 class QuantizeResult:
+    """What `quantize` wrote, on how many calibration images, and (with a validation folder) fp32's and int8's
+    top-1 on it.
+
+    >>> from pathlib import Path
+    >>> from vggnet import QuantizeResult
+    >>> round(QuantizeResult(Path("best.int8.pt"), 256, fp32_top1=0.912, int8_top1=0.908).top1_change, 6)
+    -0.004
+    """
+
     path: Path
     calibration_images: int
     fp32_top1: float | None = None
@@ -50,6 +59,18 @@ def quantize(
 ) -> QuantizeResult:
     """Quantize a model to int8 with images from `calib`, save it, and (with `val`) report the top-1 change.
 
+    >>> import os, vggnet
+    >>> from PIL import Image
+    >>> os.makedirs("calib")
+    >>> for colour in ("tomato", "teal", "gold"):
+    ...     Image.new("RGB", (40, 30), colour).save(f"calib/{colour}.png")
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> model.pretrained_cfg = {"classes": ["ant", "bee", "cat"], "preprocess": vggnet.Preprocess(32, 32).to_dict()}
+    >>> result = vggnet.quantize(model, "calib", out="tiny.int8.pt")
+    >>> str(result.path), result.calibration_images
+    ('tiny.int8.pt', 3)
+    >>> vggnet.predict("tiny.int8.pt", ["calib"], topk=1)  # doctest: +SKIP
+
     Args:
         model: A checkpoint path, a registry name with `pretrained`, or a VGG (which is not changed).
         calib: A folder of representative images (searched recursively; labels are not needed).
@@ -72,11 +93,11 @@ def quantize(
     step = max(1, len(paths) // calib_images)
     samples = [(path, 0) for path in paths[::step][:calib_images]]
     loader = DataLoader(
-        ImageListDataset(samples, build_transform(loaded.preprocess)),
+        ImageListDataset(samples, loaded.preprocess.transform(), loaded.preprocess.decode_size),
         batch_size=batch_size,
         collate_fn=collate_skipping_failures,
     )
-    prepared = prepare_for_calibration(network, loaded.preprocess["img_size"])
+    prepared = prepare_for_calibration(network, loaded.preprocess.img_size)
     seen = 0
     with torch.no_grad():
         for images, _labels, _dropped in loader:
@@ -96,7 +117,7 @@ def quantize(
         },
         "observers": observer_state(prepared, network),
         "classes": loaded.classes,
-        "preprocess": loaded.preprocess,
+        "preprocess": loaded.preprocess.to_dict(),
         "source": loaded.source,
     }
     atomic_save(content, path)

@@ -7,8 +7,12 @@
   `best.pt` reproduces the validation it recorded.
 - `compile=True`: torch.compile (inductor, weights frozen) on top, for long jobs; its one-time cost is logged.
 
-    >>> runner = InferenceRunner(loaded)          # loaded = load_for_inference(...)
-    >>> logits = runner(images)                   # float32 logits whatever the precision
+>>> import torch, vggnet
+>>> from vggnet.infer.runner import InferenceRunner
+>>> model = vggnet.create_model("vgg11_bn", num_classes=3, head="compact", width_mult=0.125)
+>>> runner = InferenceRunner(vggnet.load_for_inference(model, device="cpu", precision="bf16"))
+>>> runner(torch.randn(2, 3, 32, 32)).dtype  # float32 logits whatever the precision
+torch.float32
 """
 
 import contextlib

@@ -12,19 +12,12 @@ from pathlib import Path
 
 import torch
 
+from ..data.preprocess import Preprocess
 from ..models.factory import create_model, rebuild_model
 from ..models.int8 import int8_module
-from ..models.loading import (
-    QUANTIZED_FORMAT,
-    apply_state_dict,
-    local_weights_file,
-    looks_like_path,
-    no_such_file,
-    read_weights_file,
-)
+from ..models.loading import QUANTIZED_FORMAT, apply_state_dict, file_or_name, read_weights_file, weights_keyword
 from ..models.registry import build_model, list_models, resolve_name
 from ..models.vgg import VGG
-from ..models.weights import IMAGENET_PREPROCESS
 from ..runtime import resolve_device, resolve_precision
 
 logger = logging.getLogger("vggnet")
@@ -32,33 +25,57 @@ logger = logging.getLogger("vggnet")
 
 @dataclass
 class LoadedModel:
-    """A model ready for inference (eval mode, on its device) with its classes and preprocessing."""
+    """A model ready for inference (eval mode, on its device) with its classes and preprocessing: what
+    `load_for_inference` returns, and what every verb takes in place of a model to load.
+
+    >>> import vggnet
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> model.pretrained_cfg = {"classes": ["ant", "bee", "cat"], "preprocess": vggnet.Preprocess(32, 32).to_dict()}
+    >>> loaded = vggnet.load_for_inference(model, device="cpu", precision="fp32")
+    >>> loaded.classes, loaded.preprocess.img_size, loaded.precision
+    (['ant', 'bee', 'cat'], 32, 'fp32')
+    >>> records = vggnet.predict(loaded, [], topk=1)  # loaded once, for as many verbs as you like
+    """
 
     model: VGG
     classes: list[str]
-    preprocess: dict
+    preprocess: Preprocess
     device: torch.device
     precision: str
     source: str
 
 
 def load_for_inference(
-    model: str | Path | VGG,
+    model: str | Path | VGG | LoadedModel,
     pretrained: str | Path | None = None,
     device: str = "auto",
     precision: str = "auto",
 ) -> LoadedModel:
-    """Load what `--model`/`--pretrained` name.
+    """Load what `--model`/`--pretrained` name, for inference; a `LoadedModel` is returned as it is (it keeps the
+    device and precision it was loaded with).
+
+    >>> import vggnet
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> loaded = vggnet.load_for_inference(model, device="cpu")  # weights with no record: indices, ImageNet's
+    >>> loaded.classes, loaded.preprocess == vggnet.Preprocess.imagenet()
+    (['0', '1', '2'], True)
+    >>> loaded = vggnet.load_for_inference("runs/train/exp/best.pt")  # doctest: +SKIP
+    >>> loaded = vggnet.load_for_inference("vgg16", pretrained="imagenet")  # doctest: +SKIP
 
     Args:
         model: A vggnet checkpoint path (`best.pt`, a vggnet `.safetensors`, or an int8 model from `vggnet
             quantize`: files are recognised by content, whatever their name), a registry name (then `pretrained`
-            is required), or a VGG whose `pretrained_cfg` holds classes and preprocessing. Your own VGG is never
-            changed: when it is not in eval mode on `device` in channels_last, a copy is.
+            is required), a VGG whose `pretrained_cfg` holds classes and preprocessing, or a `LoadedModel`. Your
+            own VGG is never changed: when it is not in eval mode on `device` in channels_last, a copy is.
         pretrained: `"imagenet"` or a weights file, with a registry name.
         device: `auto`, `cpu` or `cuda`.
         precision: `fp32`, `bf16`, `fp16` or `auto`.
+
+    Raises:
+        ValueError: `model` names nothing loadable, or its preprocessing record is damaged.
     """
+    if isinstance(model, LoadedModel):
+        return model
     torch_device = resolve_device(device)
     resolved_precision = resolve_precision(precision, torch_device)
     if isinstance(model, VGG):
@@ -90,8 +107,16 @@ def load_for_inference(
     classes = config.get("classes") or [str(i) for i in range(network.num_classes)]
     if not config.get("classes"):
         logger.warning("the weights carry no class names; using class indices 0..%d", network.num_classes - 1)
-    preprocess = config.get("preprocess") or dict(IMAGENET_PREPROCESS)
-    return LoadedModel(network, list(classes), dict(preprocess), torch_device, resolved_precision, source)
+    preprocess = _preprocess(config["preprocess"], source) if config.get("preprocess") else Preprocess.imagenet()
+    return LoadedModel(network, list(classes), preprocess, torch_device, resolved_precision, source)
+
+
+def _preprocess(record: dict, source: str | Path) -> Preprocess:
+    """The preprocessing of a record that came with the weights from `source`, named in any error."""
+    try:
+        return Preprocess.from_checkpoint(record)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
 
 
 def model_source(model: str | Path) -> Path | str:
@@ -103,19 +128,14 @@ def model_source(model: str | Path) -> Path | str:
     Raises:
         ValueError: no such file (for a value that looks like a path), or neither a file nor a model name.
     """
-    text = str(model)
-    if isinstance(model, str) and text in list_models(include_aliases=True):
-        return text
-    path = Path(text).expanduser()
-    if path.is_file():
-        return path
-    if isinstance(model, Path) or looks_like_path(text) or path.is_dir():
-        raise ValueError(no_such_file(text))
     names = list_models(include_aliases=True)
-    close = difflib.get_close_matches(text, names, n=1)
+    named = file_or_name(model, names)
+    if isinstance(named, Path) or named in names:
+        return named
+    close = difflib.get_close_matches(named, names, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise ValueError(
-        f"--model {text!r} is neither a checkpoint file nor a model name; {hint}pass a path such as "
+        f"--model {named!r} is neither a checkpoint file nor a model name; {hint}pass a path such as "
         f"runs/train/exp/best.pt or one of: {', '.join(names)}"
     )
 
@@ -175,10 +195,11 @@ def _quantized(state_dict: dict[str, torch.Tensor], meta: dict, path: Path, devi
     for key, kind in (("model", dict), ("observers", dict), ("classes", list), ("preprocess", dict)):
         if not isinstance(meta.get(key), kind):
             raise ValueError(f"{path}: entry {key!r} must be a {kind.__name__}")
+    preprocess = _preprocess(meta["preprocess"], path)
     model = build_model(meta["model"]["name"], **meta["model"]["kwargs"])
     apply_state_dict(model, state_dict, {"source": str(path)})
-    module = int8_module(model, meta["observers"], meta["preprocess"]["img_size"])
-    return LoadedModel(module, meta["classes"], meta["preprocess"], device, "int8", str(path))
+    module = int8_module(model, meta["observers"], preprocess.img_size)
+    return LoadedModel(module, meta["classes"], preprocess, device, "int8", str(path))
 
 
 def require_vgg(loaded: LoadedModel, verb: str) -> VGG:
@@ -189,9 +210,12 @@ def require_vgg(loaded: LoadedModel, verb: str) -> VGG:
 
 
 def _registry_model(name: str, pretrained: str | Path) -> VGG:
-    path = local_weights_file(pretrained)
-    if path is None:
-        return create_model(name, pretrained=pretrained)
+    """The registry model `name` with the weights `--pretrained` names: the official ones of a tag, or a weights
+    file's, whose head (classic or compact, and class count) the model takes."""
+    keyword = weights_keyword(pretrained)
+    if "pretrained" in keyword:
+        return create_model(name, **keyword)
+    path = keyword["checkpoint_path"]
     state_dict, meta = read_weights_file(path)
     if "model" in meta:
         raise ValueError(f"{path} is a vggnet checkpoint: pass it as --model {path} (no --pretrained)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import build_transform, load_rgb
+from ..data import load_rgb
 from ..models.features import extract_features
 from ..models.vgg import VGG
 from ..plots import pyplot
@@ -25,7 +25,7 @@ MIN_VIEW = 224
 
 
 def _network_input(loaded: LoadedModel, image_path: str | Path) -> torch.Tensor:
-    return build_transform(loaded.preprocess)(load_rgb(image_path))[None].to(loaded.device)
+    return loaded.preprocess.transform()(load_rgb(image_path))[None].to(loaded.device)
 
 
 def _model_label(loaded: LoadedModel) -> str:
@@ -57,8 +57,16 @@ def feature_grid(
 ) -> Path:
     """Save a grid of the first `max_maps` channels of `layer` for one image: each tile labelled with its channel
     number, all tiles on one colour scale (viridis, shown by the colour bar, so that strong and weak channels
-    can be compared), the title naming the model, the layer and the image. Returns the written path."""
-    loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device)
+    can be compared), the title naming the model, the layer and the image. Returns the written path.
+
+    >>> import vggnet
+    >>> from PIL import Image
+    >>> Image.new("RGB", (64, 48), "tomato").save("tomato.png")
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> vggnet.feature_grid(model, "tomato.png", "conv1_1", "grid.png", max_maps=4, device="cpu").name
+    'grid.png'
+    """
+    loaded = load_for_inference(model, pretrained, device)
     require_vgg(loaded, "features")
     if max_maps < 1:
         raise ValueError(f"--max-maps must be at least 1, got {max_maps}")
@@ -121,7 +129,17 @@ def _mosaic_figure(maps: torch.Tensor):
 @dataclass
 class GradCam:
     """A Grad-CAM result: `cam` (h, w) at the layer's resolution in [0, 1], the class explained and its
-    probability, the network's input view (3, H, W) in [0, 1], the layer, and the image and model it came from."""
+    probability, the network's input view (3, H, W) in [0, 1], the layer, and the image and model it came from.
+
+    >>> import vggnet
+    >>> from PIL import Image
+    >>> Image.new("RGB", (64, 48), "tomato").save("tomato.png")
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> model.pretrained_cfg = {"classes": ["ant", "bee", "cat"], "preprocess": vggnet.Preprocess(64, 64).to_dict()}
+    >>> result = vggnet.grad_cam(model, "tomato.png", target="bee", device="cpu")
+    >>> result.class_name, result.layer, tuple(result.cam.shape), tuple(result.view.shape)
+    ('bee', 'relu5_2', (4, 4), (3, 64, 64))
+    """
 
     cam: torch.Tensor
     class_index: int
@@ -148,8 +166,17 @@ def grad_cam(
     device: str = "auto",
 ) -> GradCam:
     """Grad-CAM of `image` for class `target` (a name or index; default: the predicted class) at `layer`
-    (default: `default_cam_layer`)."""
-    loaded = model if isinstance(model, LoadedModel) else load_for_inference(model, pretrained, device)
+    (default: `default_cam_layer`).
+
+    >>> import vggnet
+    >>> from PIL import Image
+    >>> Image.new("RGB", (64, 48), "tomato").save("tomato.png")
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> result = vggnet.grad_cam(model, "tomato.png", target=2, layer="relu4_2", device="cpu")
+    >>> result.class_index, tuple(result.cam.shape), 0 <= float(result.cam.min()) <= float(result.cam.max()) <= 1
+    (2, (28, 28), True)
+    """
+    loaded = load_for_inference(model, pretrained, device)
     network = require_vgg(loaded, "explain")
     layer = layer or default_cam_layer(network)
     network.get_layer(layer)  # raises for a layer this model does not have, naming the ones it has
@@ -172,8 +199,8 @@ def grad_cam(
     weights = gradient.mean(dim=(2, 3), keepdim=True)
     cam = torch.relu((weights * activation).sum(dim=1))[0].detach().float().cpu()
     cam = cam / cam.max() if cam.max() > 0 else cam
-    mean = torch.tensor(loaded.preprocess["mean"]).view(3, 1, 1)
-    std = torch.tensor(loaded.preprocess["std"]).view(3, 1, 1)
+    mean = torch.tensor(loaded.preprocess.mean).view(-1, 1, 1)
+    std = torch.tensor(loaded.preprocess.std).view(-1, 1, 1)
     view = (x[0].detach().cpu() * std + mean).clamp(0, 1)
     probability = logits.softmax(dim=1)[0, class_index].item()
     return GradCam(
@@ -199,7 +226,15 @@ def _class_index(target: str | int | None, classes: list[str], logits: torch.Ten
 def save_grad_cam(result: GradCam, out: str | Path, alpha: float = 0.5) -> Path:
     """Save the network's view of the image (pixels kept square, so a 32x32 input stays crisp when enlarged)
     beside the heat map blended over it (jet colours, `alpha` opaque), with a colour bar from low to high evidence
-    and a title naming the class, its probability, the layer, the image and the model. Returns the written path."""
+    and a title naming the class, its probability, the layer, the image and the model. Returns the written path.
+
+    >>> import vggnet
+    >>> from PIL import Image
+    >>> Image.new("RGB", (64, 48), "tomato").save("tomato.png")
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> vggnet.save_grad_cam(vggnet.grad_cam(model, "tomato.png", device="cpu"), "cam.png").name
+    'cam.png'
+    """
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 

@@ -1,11 +1,4 @@
-"""Named intermediate activations, for perceptual losses, style transfer and feature inspection.
-
->>> import vggnet
->>> model = vggnet.create_model("vgg16", pretrained="imagenet").eval()
->>> feats = vggnet.extract_features(model, images, layers=["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
->>> feats["relu3_3"].shape
-torch.Size([N, 256, 56, 56])
-"""
+"""Named intermediate activations, for perceptual losses, style transfer and feature inspection."""
 
 import torch
 
@@ -14,6 +7,14 @@ from .vgg import VGG
 
 def extract_features(model: VGG, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
     """Run `model` on `x` up to the deepest requested layer and return each requested layer's output.
+
+    >>> import torch, vggnet
+    >>> model = vggnet.create_model("vgg16", pretrained="imagenet").eval()  # doctest: +SKIP
+    >>> model = vggnet.create_model("vgg16", width_mult=0.125).eval()  # 1/8 of the channels, random weights
+    >>> images = torch.randn(2, 3, 224, 224)
+    >>> feats = vggnet.extract_features(model, images, layers=["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
+    >>> feats["relu3_3"].shape  # (2, 256, 56, 56) at full width
+    torch.Size([2, 32, 56, 56])
 
     Args:
         model: A VGG.

@@ -5,9 +5,13 @@ or `torch.compile` state dict (`module.` / `_orig_mod.` prefixes), or a trainer'
 `state_dict`, `model` or `model_state_dict`. Files are read with `torch.load(weights_only=True)`: nothing is
 unpickled beyond tensors and plain Python values.
 
-    >>> from vggnet import create_model, load_weights
-    >>> model = create_model("vgg16", num_classes=5)
-    >>> report = load_weights(model, "vgg16_flowers.pth")
+>>> import torch, vggnet
+>>> source = vggnet.create_model("vgg11", num_classes=10, head="compact", width_mult=0.125)
+>>> torch.save(source.state_dict(), "vgg11_digits.pth")
+>>> model = vggnet.create_model("vgg11", num_classes=5, head="compact", width_mult=0.125)
+>>> report = vggnet.load_weights(model, "vgg11_digits.pth")
+>>> len(report.loaded), report.skipped  # the last layer has 5 outputs, not 10: it stays freshly initialised
+(16, ['classifier.1.weight', 'classifier.1.bias'])
 """
 
 import difflib
@@ -16,7 +20,7 @@ import os
 import pickle
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +56,14 @@ _STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
 @dataclass
 class LoadReport:
     """What `load_weights` did: which tensors loaded, which head tensors were left freshly initialised, and
-    which were adapted (the first convolution, for another number of input channels)."""
+    which were adapted (the first convolution, for another number of input channels).
+
+    >>> import torch, vggnet
+    >>> torch.save(vggnet.create_model("vgg11", width_mult=0.125).state_dict(), "rgb.pth")
+    >>> grey = vggnet.create_model("vgg11", in_chans=1, width_mult=0.125)
+    >>> print(vggnet.load_weights(grey, "rgb.pth"))
+    loaded 22 tensors from rgb.pth; adapted features.0.weight to the model's input channels
+    """
 
     source: str
     loaded: list[str] = field(default_factory=list)
@@ -92,25 +103,46 @@ def no_such_file(text: str | Path) -> str:
     return f"no such file: {text}{hint}"
 
 
-def local_weights_file(source: str | Path) -> Path | None:
-    """The weights file that `source` names, or None when it names official weights by tag.
+def file_or_name(value: str | Path, names: Collection[str]) -> Path | str:
+    """What a user's value names: one of `names` (a model name, a weights tag), or a file.
 
-    A string that is a tag (`"imagenet"`) always means the official weights, even where a file of that name
-    exists (pass `"./imagenet"` for the file). A `Path`, an existing file, or a value that looks like a path
-    (see `looks_like_path`) is a file; any other string is taken as a tag, which `get_pretrained` checks.
+    A str in `names` always means the name, even where a file of that name exists (pass `"./imagenet"` for the
+    file); a `Path` always means a file. An existing file, or a value that looks like a path (see
+    `looks_like_path`), is a file; any other string is returned as it is, for the caller to report as unknown.
+
+    Returns:
+        The name (a str) or the file (a Path).
 
     Raises:
-        ValueError: `source` is meant as a file and no such file exists.
+        ValueError: `value` is meant as a file and no such file exists; the message suggests the closest file.
     """
-    text = str(source)
-    if isinstance(source, str) and text in {tag for _, tag in PRETRAINED}:
-        return None
+    text = str(value)
+    if isinstance(value, str) and text in names:
+        return text
     path = Path(text).expanduser()
     if path.is_file():
         return path
-    if isinstance(source, Path) or looks_like_path(text) or path.is_dir():
+    if isinstance(value, Path) or looks_like_path(text) or path.is_dir():
         raise ValueError(no_such_file(text))
-    return None
+    return text
+
+
+def weights_keyword(value: str | Path | None) -> dict[str, str | Path]:
+    """The `create_model` keyword for a user's `--pretrained` value, which names a weights tag or a file (see
+    `file_or_name`: `"imagenet"` is always the tag, `"./imagenet"` a file).
+
+    >>> weights_keyword("imagenet")
+    {'pretrained': 'imagenet'}
+    >>> weights_keyword(None)
+    {}
+
+    Returns:
+        `{"pretrained": tag}`, `{"checkpoint_path": path}`, or `{}` for None.
+    """
+    if value is None:
+        return {}
+    named = file_or_name(value, {tag for _, tag in PRETRAINED})
+    return {"checkpoint_path": named} if isinstance(named, Path) else {"pretrained": named}
 
 
 def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -286,33 +318,51 @@ def _guess_variant(state_dict: dict[str, torch.Tensor]) -> str | None:
 
 
 def load_weights(model: VGG, source: str | Path, progress: bool = True) -> LoadReport:
-    """Load weights into `model` in place and return what was loaded.
+    """Load weights named by a user's value into `model` in place and return what was loaded.
+
+    >>> import torch, vggnet
+    >>> torch.save(vggnet.create_model("vgg11", head="compact", width_mult=0.125).state_dict(), "small.pth")
+    >>> model = vggnet.create_model("vgg11", head="compact", width_mult=0.125)
+    >>> vggnet.load_weights(model, "small.pth").skipped, model.pretrained_cfg
+    ([], {'source': 'small.pth'})
+    >>> vggnet.load_weights(model, "imagenet")  # doctest: +SKIP
 
     Args:
         model: The model to fill; its head may differ from the weights' (see `remap_state_dict`).
-        source: A tag of the official weights (`"imagenet"`) or the path of a weights file (see
-            `local_weights_file`: `"imagenet"` is always the tag, `"./imagenet"` a file).
+        source: A tag of the official weights (`"imagenet"`) or the path of a weights file (see `weights_keyword`:
+            `"imagenet"` is always the tag, `"./imagenet"` a file).
         progress: Show a progress bar while downloading.
 
     Sets `model.pretrained_cfg` to the source, and where known the weights' classes and preprocessing; classes
     are kept only when the model's class count equals theirs.
     """
-    path = local_weights_file(source)
-    if path is not None:
-        state_dict, meta = read_weights_file(path)
-        pretrained_cfg = {"source": str(path), **{k: meta[k] for k in ("classes", "preprocess") if k in meta}}
-    else:
-        if model.model_name is None:
-            raise ValueError(f"pretrained={str(source)!r} needs a registry model; build it with vggnet.create_model")
-        weights = get_pretrained(model.model_name, str(source))
-        path = fetch_pretrained(weights, progress=progress)
-        state_dict, _ = read_weights_file(path)
-        pretrained_cfg = {
-            "source": weights.url,
-            "classes": weights.categories,
-            "preprocess": dict(weights.preprocess),
-        }
+    keyword = weights_keyword(source)
+    if "checkpoint_path" in keyword:
+        return load_checkpoint(model, keyword["checkpoint_path"])
+    return load_pretrained(model, keyword["pretrained"], progress)
+
+
+def load_checkpoint(model: VGG, path: str | Path) -> LoadReport:
+    """`load_weights` from a weights file (any of the module docstring's layouts)."""
+    path = Path(path).expanduser()
+    state_dict, meta = read_weights_file(path)
+    return apply_state_dict(model, state_dict, {"source": str(path), **weights_description(meta)})
+
+
+def load_pretrained(model: VGG, tag: str, progress: bool = True) -> LoadReport:
+    """`load_weights` of the official weights `tag` for the model's variant, downloaded (and hash-checked) into
+    the torch hub cache on first use."""
+    if model.model_name is None:
+        raise ValueError(f"pretrained={tag!r} needs a registry model; build it with vggnet.create_model")
+    weights = get_pretrained(model.model_name, tag)
+    state_dict, _ = read_weights_file(fetch_pretrained(weights, progress=progress))
+    pretrained_cfg = {"source": weights.url, "classes": weights.categories, "preprocess": weights.preprocess.to_dict()}
     return apply_state_dict(model, state_dict, pretrained_cfg)
+
+
+def weights_description(meta: dict) -> dict:
+    """The entries of `read_weights_file`'s metadata that describe the weights: classes and preprocessing."""
+    return {key: meta[key] for key in ("classes", "preprocess") if key in meta}
 
 
 def apply_state_dict(model: VGG, state_dict: dict[str, torch.Tensor], pretrained_cfg: dict) -> LoadReport:

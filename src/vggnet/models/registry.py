@@ -53,7 +53,12 @@ for _cfg in CFGS:
 
 
 def list_models(include_aliases: bool = False) -> list[str]:
-    """The registered model names, optionally followed by the aliases (`vgg_tiny`, `vgg_small`, `vgg`, `vgg_big`)."""
+    """The registered model names, optionally followed by the aliases (`vgg_tiny`, `vgg_small`, `vgg`, `vgg_big`).
+
+    >>> import vggnet
+    >>> vggnet.list_models(include_aliases=True)[-5:]
+    ['vgg19_bn', 'vgg_tiny', 'vgg_small', 'vgg', 'vgg_big']
+    """
     return list(_REGISTRY) + (list(ALIASES) if include_aliases else [])
 
 

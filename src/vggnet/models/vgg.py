@@ -5,8 +5,10 @@ channels, followed by ReLU; `"M"` is a 2x2 max-pool with stride 2. One `make_fea
 layers. Module structure and state-dict keys are torchvision's (`features.N`, `avgpool`, `classifier.0/3/6`), so
 torchvision's official checkpoints load with `strict=True`.
 
-    >>> from vggnet.models import CFGS, VGG
-    >>> model = VGG(CFGS["vgg16"], num_classes=10)
+>>> from vggnet.models import CFGS, VGG
+>>> model = VGG(CFGS["vgg16"], num_classes=10)
+>>> model.layer_names[:4], model.num_features
+(['conv1_1', 'relu1_1', 'conv1_2', 'relu1_2'], 512)
 """
 
 import difflib
@@ -100,6 +102,17 @@ def init_weights(module: nn.Module, scheme: str) -> None:
 
 class VGG(nn.Module):
     """A VGG network: `features` (convolutions and pools), `avgpool`, `flatten` and a `classifier` head.
+
+    >>> import torch, vggnet
+    >>> model = vggnet.create_model("vgg11", num_classes=10, head="compact", width_mult=0.125)  # a registry VGG
+    >>> x = torch.randn(2, 3, 32, 32)
+    >>> model(x).shape, model.forward_features(x).shape
+    (torch.Size([2, 10]), torch.Size([2, 64, 1, 1]))
+    >>> model.forward_head(model.forward_features(x), pre_logits=True).shape  # the input of the last layer
+    torch.Size([2, 64])
+    >>> model.reset_classifier(5)
+    >>> model(x).shape
+    torch.Size([2, 5])
 
     Args:
         cfg: Config list, one of `CFGS` or your own.

@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -19,16 +19,7 @@ from urllib.error import HTTPError, URLError
 import torch
 
 from ..atomic import atomic_write_text
-
-# torchvision's ImageClassification preset for these weights: resize the short side to 256 (bilinear, antialiased),
-# centre-crop 224, normalise with the ImageNet mean and std.
-IMAGENET_PREPROCESS = {
-    "img_size": 224,
-    "resize": 256,
-    "mean": (0.485, 0.456, 0.406),
-    "std": (0.229, 0.224, 0.225),
-    "interpolation": "bilinear",
-}
+from ..data.preprocess import Preprocess
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
 
@@ -45,7 +36,9 @@ class PretrainedWeights:
     acc1: float
     acc5: float
     dataset: str = "ImageNet-1K"
-    preprocess: dict = field(default_factory=lambda: dict(IMAGENET_PREPROCESS))
+    # torchvision's ImageClassification preset for these weights: resize the short side to 256 (bilinear,
+    # antialiased), centre-crop 224, normalise with the ImageNet mean and std.
+    preprocess: Preprocess = Preprocess.imagenet()
 
     @property
     def file_name(self) -> str:
@@ -62,6 +55,17 @@ class PretrainedWeights:
     @property
     def categories(self) -> list[str]:
         return imagenet_categories()
+
+    def transforms(self):
+        """The evaluation transform these weights expect (a PIL RGB image -> the network's input tensor), as
+        torchvision's weights enums give it.
+
+        >>> from PIL import Image
+        >>> from vggnet.models import get_pretrained
+        >>> get_pretrained("vgg16", "imagenet").transforms()(Image.new("RGB", (500, 375))).shape
+        torch.Size([3, 224, 224])
+        """
+        return self.preprocess.transform()
 
 
 # model, URL, parameters, GMACs at 224x224, ImageNet-1K acc@1 and acc@5 (%), all from torchvision's models/vgg.py.
@@ -83,7 +87,12 @@ PRETRAINED: dict[tuple[str, str], PretrainedWeights] = {
 
 @cache
 def imagenet_categories() -> list[str]:
-    """The 1000 ImageNet-1K class names, in the order of the official weights' outputs."""
+    """The 1000 ImageNet-1K class names, in the order of the official weights' outputs.
+
+    >>> import vggnet
+    >>> vggnet.imagenet_categories()[:3], len(vggnet.imagenet_categories())
+    (['tench', 'goldfish', 'great white shark'], 1000)
+    """
     text = resources.files("vggnet.models").joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
     return text.splitlines()
 
@@ -180,7 +189,7 @@ def fetch_pretrained(weights: PretrainedWeights, progress: bool = True) -> Path:
         raise RuntimeError(
             f"could not download the {weights.tag} weights for {weights.model} from {weights.url} ({reason}). "
             f"On a machine without internet access, download that file elsewhere and put it at {path}, "
-            f"or pass a local copy with --pretrained PATH (pretrained=PATH in Python)"
+            f"or pass a local copy with --pretrained PATH (checkpoint_path=PATH in Python)"
         ) from error
     except RuntimeError as error:  # torch.hub's hash check
         raise RuntimeError(

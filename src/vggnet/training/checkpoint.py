@@ -16,11 +16,17 @@ from ..models.loading import CHECKPOINT_FORMAT, safe_torch_load
 from ..models.vgg import VGG
 
 CHECKPOINT_VERSION = 1
+# Settings that may be given again when resuming: `epochs` extends (or shortens) the run and its schedule; the
+# others do not change the results.
+RESUME_OVERRIDABLE = ("epochs", "workers", "device")
 _RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "progress", "config")
 
 
-def model_checkpoint(model: VGG, classes: list[str], preprocess: dict, config: dict, epoch: int, metrics: dict):
-    """The part of a checkpoint that every later verb needs: the model, its classes and preprocessing."""
+def model_checkpoint(
+    model: VGG, classes: list[str], preprocess: dict, config: dict, epoch: int, metrics: dict, runtime: dict
+) -> dict:
+    """The part of a checkpoint that every later verb needs: the model, its classes and preprocessing; `runtime`
+    says where and at what precision it was trained."""
     return {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -31,7 +37,38 @@ def model_checkpoint(model: VGG, classes: list[str], preprocess: dict, config: d
         "config": dict(config),
         "epoch": epoch,
         "metrics": dict(metrics),
+        "runtime": dict(runtime),
     }
+
+
+def last_checkpoint(content: dict, optimizer, scheduler, scaler, rng_states: list[dict], progress: dict) -> dict:
+    """`last.pt`: the model checkpoint `content` with the training state, the loop's `progress`, and the random
+    state of every process (`rng`: the main one's; `rng_by_rank`: all of them, under torchrun), so that a resume in
+    as many processes continues exactly."""
+    content = dict(content)
+    content.update(
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        scaler=scaler.state_dict(),
+        rng=rng_states[0],
+        progress=progress,
+    )
+    if len(rng_states) > 1:
+        content["rng_by_rank"] = rng_states
+    return content
+
+
+def restore_training_state(checkpoint: dict, model: VGG, optimizer, scaler, rank: int, world_size: int) -> None:
+    """Load a `last.pt`'s model, optimizer and gradient-scaler state, and the random state of process `rank` (its
+    own when the run had `world_size` processes too, else the main process's).
+
+    The schedule is not loaded: it depends on the step alone, and the loop builds it at the run's step
+    (`setup.build_scheduler`), counted in this run's steps per epoch."""
+    model.load_state_dict(checkpoint["state_dict"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scaler.load_state_dict(checkpoint["scaler"])
+    by_rank = checkpoint.get("rng_by_rank", [checkpoint["rng"]])
+    restore_rng(by_rank[rank] if len(by_rank) == world_size else checkpoint["rng"])
 
 
 def remove_stale_temporaries(folder: Path) -> None:
@@ -40,8 +77,9 @@ def remove_stale_temporaries(folder: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def load_resume_checkpoint(path: str | Path) -> dict:
-    """Read a `last.pt` for `--resume`, checking that it is a vggnet checkpoint with the training state."""
+def load_resume_checkpoint(path: str | Path, settings: dict, config_file: str | Path | None = None) -> dict:
+    """Read a `last.pt` for `--resume`, checking that it is a vggnet checkpoint with the training state, and that
+    the `settings` given with it are ones a resumed run takes (RESUME_OVERRIDABLE; no config file)."""
     path = Path(path).expanduser()
     content = safe_torch_load(path)
     if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
@@ -55,6 +93,12 @@ def load_resume_checkpoint(path: str | Path) -> dict:
     if content.get("version", 0) > CHECKPOINT_VERSION:
         raise ValueError(f"--resume {path} was written by a newer vggnet (version {content['version']}); upgrade")
     _check_resume_types(content, path)
+    extra = sorted(set(settings) - set(RESUME_OVERRIDABLE)) + (["config"] if config_file else [])
+    if extra:
+        flags = ", ".join("--" + name.replace("_", "-") for name in extra)
+        raise ValueError(
+            f"--resume continues a run with its saved settings; drop {flags} (or start a new run with them)"
+        )
     return content
 
 

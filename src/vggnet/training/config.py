@@ -3,12 +3,13 @@
     vggnet train --config my.yaml --epochs 20      # the flag overrides the file
 
 A bad value raises ValueError naming the flag and the fix. With no `--data`, the built-in digits dataset is used
-with its own defaults (`DIGITS_DEFAULTS`) for every setting the user did not give.
+with its own defaults (`DIGITS_DEFAULTS`) for every setting the user did not give. Each field also carries its
+flag's help, choices and metavar, from which the CLI makes `vggnet train`'s flags: a new setting is one line here.
 """
 
 import contextlib
 import typing
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 # Light imports only: `vggnet train --help` reads the defaults here without importing torch.
@@ -35,51 +36,74 @@ DIGITS_DEFAULTS = {
 }
 
 
+def _setting(
+    default, help: str, *, choices: tuple[str, ...] | None = None, metavar: str | None = None, unset: str | None = None
+) -> Field:
+    """A `TrainConfig` field with what its flag shows: `help` (the CLI appends the default), the `choices` that the
+    flag and validation both accept, the flag's `metavar`, and `unset`: what a default of None means."""
+    given = {"choices": choices, "metavar": metavar, "unset": unset}
+    return field(default=default, metadata={"help": help, **{key: value for key, value in given.items() if value}})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on. Field `x_y` is flag `--x-y`."""
+    """Everything a training run depends on. Field `x_y` is flag `--x-y`; its metadata holds the flag's help.
 
-    data: str | None = None
-    val_split: float = 0.2
-    model: str = "vgg16_bn"
-    pretrained: str | None = None
-    head: str = "classic"
-    dropout: float = 0.5
-    width_mult: float = 1.0
-    freeze_features: bool = False
-    sync_bn: bool = False
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float | None = None
-    opt: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float | None = None
-    sched: str = "cosine"
-    warmup_epochs: int = 1
-    label_smoothing: float = 0.0
-    img_size: int = 224
-    crop_pct: float = 0.875
-    augment: str = "basic"
-    precision: str = "auto"
-    workers: int | None = None
-    seed: int = 0
-    deterministic: bool = False
-    patience: int = 0
-    device: str = "auto"
-    out: str = "runs/train"
-    name: str = "exp"
-    tensorboard: bool = False
-    strict: bool = False
+    >>> import vggnet
+    >>> config = vggnet.TrainConfig(data="~/flowers", model="vgg16_bn", pretrained="imagenet", epochs=20)
+    >>> config.epochs, config.lr  # None: the optimizer's default, which `resolved` fills in
+    (20, None)
+    >>> config.resolved().lr, config.resolved().weight_decay
+    (0.01, 0.0005)
+    >>> vggnet.TrainConfig(epochs=0)
+    Traceback (most recent call last):
+    ValueError: --epochs must be at least 1, got 0
+    >>> vggnet.TrainConfig(model="vgg17")
+    Traceback (most recent call last):
+    ValueError: unknown --model 'vgg17'; choose one of: vgg11, vgg11_bn, ...
+    >>> vggnet.train(**config.to_dict())  # doctest: +SKIP
+    """
+
+    data: str | None = _setting(None, "image folder", metavar="DIR", unset="the built-in digits")
+    val_split: float = _setting(0.2, "held out per class if DIR has no val/", metavar="F")
+    model: str = _setting("vgg16_bn", f"one of: {', '.join(list_models(include_aliases=True))}", metavar="NAME")
+    pretrained: str | None = _setting(
+        None, "start from these weights", metavar="imagenet|PATH", unset="random initialisation"
+    )
+    head: str = _setting("classic", "classifier head", choices=HEADS)
+    dropout: float = _setting(0.5, "dropout in the head")
+    width_mult: float = _setting(1.0, "multiplies every convolution's channels")
+    freeze_features: bool = _setting(False, "train the head only")
+    sync_bn: bool = _setting(False, "under torchrun, synchronise BatchNorm statistics across processes")
+    epochs: int = _setting(30, "epochs")
+    batch_size: int = _setting(32, "images per step")
+    lr: float | None = _setting(None, "peak learning rate")  # None: the optimizer's (OPTIMIZER_DEFAULTS)
+    opt: str = _setting("sgd", "optimizer", choices=OPTIMIZERS)
+    momentum: float = _setting(0.9, "SGD momentum")
+    weight_decay: float | None = _setting(None, "on weights, not biases or norms")  # None: the optimizer's
+    sched: str = _setting("cosine", "learning-rate schedule after warm-up", choices=SCHEDULERS)
+    warmup_epochs: int = _setting(1, "epochs of linear warm-up")
+    label_smoothing: float = _setting(0.0, "label smoothing")
+    img_size: int = _setting(224, "square input side")
+    crop_pct: float = _setting(0.875, "evaluation centre crop, fraction of the resized image")
+    augment: str = _setting("basic", "training augmentation", choices=AUGMENTS)
+    precision: str = _setting("auto", "auto: bf16 if the hardware has it, or fp32", choices=PRECISIONS)
+    workers: int | None = _setting(None, "data-loading processes", unset="one per spare core")
+    seed: int = _setting(0, "random seed")
+    deterministic: bool = _setting(False, "use deterministic algorithms (slower)")
+    patience: int = _setting(0, "stop after N epochs with no better val top-1, 0: never")
+    device: str = _setting("auto", "auto: CUDA when available", choices=DEVICES)
+    out: str = _setting("runs/train", "runs folder", metavar="DIR")
+    name: str = _setting("exp", "run name, numbered when taken: exp, exp2, ...")
+    tensorboard: bool = _setting(False, "also write TensorBoard event files")
+    strict: bool = _setting(False, "refuse unreadable images before training instead of skipping them")
 
     def __post_init__(self) -> None:
         _check_types(self)
         _choice("model", self.model, list_models(include_aliases=True))
-        _choice("head", self.head, HEADS)
-        _choice("opt", self.opt, OPTIMIZERS)
-        _choice("sched", self.sched, SCHEDULERS)
-        _choice("augment", self.augment, AUGMENTS)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("device", self.device, DEVICES)
+        for setting in fields(self):
+            if "choices" in setting.metadata:
+                _choice(setting.name, getattr(self, setting.name), setting.metadata["choices"])
         _at_least("epochs", self.epochs, 1)
         _at_least("batch_size", self.batch_size, 1)
         _at_least("img_size", self.img_size, MIN_INPUT_SIZE, f"VGG's five max-pools need at least {MIN_INPUT_SIZE}")
@@ -91,7 +115,7 @@ class TrainConfig:
             raise ValueError(f"--lr must be positive, got {self.lr}; try {OPTIMIZER_DEFAULTS[self.opt]['lr']}")
         for name, value in (("val_split", self.val_split), ("dropout", self.dropout)):
             if not 0 <= value < 1:
-                raise ValueError(f"--{_flag(name)} must be in [0, 1), got {value}")
+                raise ValueError(f"{flag(name)} must be in [0, 1), got {value}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}; 0.1 is usual")
         if not 0 < self.crop_pct <= 1:
@@ -151,30 +175,52 @@ def load_config_file(path: str | Path) -> dict:
     return {str(key).replace("-", "_"): value for key, value in content.items()}
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
+def flag(name: str) -> str:
+    """The flag of setting `name`: `batch_size` -> `--batch-size`."""
+    return "--" + name.replace("_", "-")
 
 
-def _field_kind(field) -> tuple[type, bool]:
-    """(base type, whether None is allowed) of a field annotated `T` or `T | None`."""
-    args = typing.get_args(field.type) or (field.type,)
+def setting_type(setting: Field) -> tuple[type, bool]:
+    """(base type, whether None is allowed) of a `TrainConfig` field annotated `T` or `T | None`."""
+    args = typing.get_args(setting.type) or (setting.type,)
     return next(a for a in args if a is not type(None)), type(None) in args
 
 
+def shown_default(name: str) -> str | None:
+    """The default of setting `name` as `vggnet train --help` shows it (None for a switch): `30; without --data: 10`
+    where the built-in digits use their own, `sgd 0.01, adamw 0.001` where it depends on the optimizer, or
+    `default: ...` saying what None means."""
+    setting = next(setting for setting in fields(TrainConfig) if setting.name == name)
+    if setting_type(setting)[0] is bool:
+        return None
+    shown = _shown_value(setting, setting.default)
+    if DIGITS_DEFAULTS.get(name, setting.default) != setting.default:
+        return f"{shown}; without --data: {_shown_value(setting, DIGITS_DEFAULTS[name])}"
+    return shown
+
+
+def _shown_value(setting: Field, value: object) -> str:
+    if value is None and "unset" in setting.metadata:
+        return f"default: {setting.metadata['unset']}"
+    if value is None and all(setting.name in defaults for defaults in OPTIMIZER_DEFAULTS.values()):
+        return ", ".join(f"{opt} {defaults[setting.name]:g}" for opt, defaults in OPTIMIZER_DEFAULTS.items())
+    return str(value)
+
+
 def _check_types(config: TrainConfig) -> None:
-    for field in fields(config):
-        value = getattr(config, field.name)
-        kind, optional = _field_kind(field)
+    for setting in fields(config):
+        value = getattr(config, setting.name)
+        kind, optional = setting_type(setting)
         if value is None and optional:
             continue
         accepted = (int, float) if kind is float else kind
         if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
-            raise ValueError(f"--{_flag(field.name)} must be {kind.__name__}, got {value!r}")
+            raise ValueError(f"{flag(setting.name)} must be {kind.__name__}, got {value!r}")
 
 
 def _coerce_numbers(settings: dict) -> dict:
     """YAML reads `1e-3` as a string; turn such strings into floats for float settings."""
-    kinds = {field.name: _field_kind(field)[0] for field in fields(TrainConfig)}
+    kinds = {setting.name: setting_type(setting)[0] for setting in fields(TrainConfig)}
     result = dict(settings)
     for name, value in settings.items():
         if kinds.get(name) is float and isinstance(value, str):
@@ -185,9 +231,9 @@ def _coerce_numbers(settings: dict) -> dict:
 
 def _choice(name: str, value: str, choices) -> None:
     if value not in choices:
-        raise ValueError(f"unknown --{_flag(name)} {value!r}; choose one of: {', '.join(choices)}")
+        raise ValueError(f"unknown {flag(name)} {value!r}; choose one of: {', '.join(choices)}")
 
 
 def _at_least(name: str, value: int, minimum: int, why: str = "") -> None:
     if value < minimum:
-        raise ValueError(f"--{_flag(name)} must be at least {minimum}, got {value}" + (f" ({why})" if why else ""))
+        raise ValueError(f"{flag(name)} must be at least {minimum}, got {value}" + (f" ({why})" if why else ""))

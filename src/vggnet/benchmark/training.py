@@ -1,0 +1,95 @@
+"""Training throughput: eager fp32 (as most users train) against vggnet's default training path, with each
+path's fraction of its precision's compute ceiling, and the rate of the data pipeline alone to compare with.
+"""
+
+import functools
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..analysis import summarize
+from ..data import ImageListDataset, Preprocess, collate_skipping_failures, digits_folder, discover_splits
+from ..models.factory import create_model
+from ..runtime import default_workers
+from ..training.step import train_step
+from .ceiling import CeilingSamples
+from .timing import BenchmarkPath, timed_call
+
+
+def training_throughput(
+    name, device, fast_precision, img_size, ceiling: CeilingSamples, keep: bool, rounds: int = 4
+) -> list:
+    """Forward + backward + optimizer steps per second, in interleaved rounds: eager fp32 (as most users train)
+    against vggnet's default path (channels_last, autocast at the fast precision, a fused optimizer, freed memory
+    kept), for the full model at `img_size` (batch 8) and a compact one at 32x32 (batch 128). A training step
+    counts as three forward passes of work (the backward pass computes gradients of inputs and of weights). Each
+    timed round is followed by a sample of the ceiling; the fractions of it are worked out once the last sample is
+    in (`training_fractions`). Each row also gives the rate of the data pipeline alone at its input size, to
+    compare with the training rates."""
+    rows = []
+    for head, size, batch in (("classic", img_size, 8), ("compact", 32, 128)):
+        images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+        paths = {
+            "fp32": BenchmarkPath(_training_step(name, head, device, "fp32", images, labels), "fp32"),
+            f"default ({fast_precision})": BenchmarkPath(
+                _training_step(name, head, device, fast_precision, images, labels), fast_precision, keep
+            ),
+        }
+        durations = {label: [] for label in paths}
+        for round in range(rounds + 1):  # the first round warms up
+            seconds = {label: timed_call(path, device) for label, path in paths.items()}
+            if round:
+                for label, duration in seconds.items():
+                    durations[label].append(duration)
+                ceiling.sample()
+        timings = {label: batch / statistics.median(times) for label, times in durations.items()}
+        fp32, default = timings.values()
+        flops_per_image = 3 * 2 * summarize(name, size, num_classes=10, head=head).total_macs
+        rows.append(
+            {
+                "model": f"{name} ({head}, {size}x{size})",
+                "batch_size": batch,
+                "images_per_s": timings,
+                "ratio": default / fp32,
+                "gflops": {label: flops_per_image * rate / 1e9 for label, rate in timings.items()},
+                "data_pipeline_images_per_s": _data_pipeline_rate(size),
+            }
+        )
+    return rows
+
+
+def training_fractions(rows: list[dict], precisions: tuple[str, str], ceilings: dict) -> list[dict]:
+    """The training rows with each path's fraction of its precision's ceiling (fp32, then the default path)."""
+    for row in rows:
+        row["fraction_of_ceiling"] = {
+            label: gflops / ceilings[precision]
+            for (label, gflops), precision in zip(row["gflops"].items(), precisions, strict=True)
+        }
+    return rows
+
+
+def _training_step(name, head, device, precision, images, labels) -> Callable[[], None]:
+    """One SGD step (`train_step`) of a fresh model: eager fp32 for "fp32", else as vggnet's trainer runs it."""
+    torch.manual_seed(0)
+    vggnet = precision != "fp32"
+    memory_format = torch.channels_last if vggnet else torch.contiguous_format
+    model = create_model(name, num_classes=10, head=head).to(device=device, memory_format=memory_format).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=vggnet or None)
+    images = images.to(device=device, memory_format=memory_format)
+    labels = labels.to(device)
+    return functools.partial(train_step, model, images, labels, optimizer, precision=precision)
+
+
+def _data_pipeline_rate(img_size: int) -> float:
+    """Images per second of decoding and training augmentation alone, to `img_size` (the digits, with the default
+    loader workers)."""
+    samples = discover_splits(digits_folder()).train[:512]
+    preprocess = Preprocess.imagenet(img_size, crop_pct=1.0)
+    dataset = ImageListDataset(samples, preprocess.transform(train=True), preprocess.decode_size)
+    loader = DataLoader(dataset, batch_size=64, num_workers=default_workers(), collate_fn=collate_skipping_failures)
+    started = time.perf_counter()
+    count = sum(len(labels) for _, labels, _ in loader)
+    return count / (time.perf_counter() - started)

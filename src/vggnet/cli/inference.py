@@ -1,0 +1,288 @@
+"""The verbs that use a model: `eval`, `predict`, `embed`, `features`, `explain`, `export` and `quantize`.
+
+    vggnet eval --model runs/train/exp/best.pt --data DIR
+    vggnet predict --model vgg16 --pretrained imagenet cat.jpg --topk 3 --format json
+
+Each takes the model the same way (a checkpoint, or a registry name with `--pretrained`), and the batch verbs
+(`eval`, `predict`, `embed`) the same batch flags.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..choices import DEVICES, EXPORT_FORMATS, INFERENCE_BATCH_SIZE, PRECISIONS
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser, precision: bool = True) -> None:
+    parser.add_argument(
+        "--model", required=True, metavar="CKPT|NAME", help="a checkpoint (best.pt) or a model name with --pretrained"
+    )
+    parser.add_argument("--pretrained", metavar="imagenet|PATH", help="weights for a model name")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA when available")
+    if precision:
+        parser.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="auto",
+            help="auto: bf16 weights where the hardware runs bf16 natively, else fp32; fp32 is exact (auto)",
+        )
+
+
+def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch-size", type=int, default=INFERENCE_BATCH_SIZE, help=f"images per batch ({INFERENCE_BATCH_SIZE})"
+    )
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0)")
+
+
+def _inference_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments that `_add_model_arguments` and `_add_batch_arguments` give the batch verbs."""
+    return {
+        "pretrained": args.pretrained,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "device": args.device,
+        "precision": args.precision,
+    }
+
+
+def add_eval(commands: argparse._SubParsersAction) -> None:
+    """Add `vggnet eval`: accuracy, loss, per-class scores and a confusion matrix on a labelled folder."""
+    parser = commands.add_parser(
+        "eval",
+        help="top-1/top-5, loss, per-class precision/recall/F1 and a confusion matrix on a labelled folder",
+        description="Evaluate on DIR's class folders (or those in DIR/val, valid, validation or test). The class "
+        "names must be the model's. Writes confusion_matrix.png, confusion_matrix.csv and metrics.json to --out "
+        "(default runs/eval/exp, numbered when taken).",
+        epilog="example: vggnet eval --model runs/train/exp/best.pt --data data/digits --format json",
+    )
+    _add_model_arguments(parser)
+    parser.add_argument("--data", required=True, metavar="DIR", help="labelled image folder")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (table)")
+    parser.add_argument("--out", metavar="DIR", help="folder for the plots and tables (runs/eval/exp)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile first (a one-time cost)")
+    _add_batch_arguments(parser)
+    parser.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> None:
+    from ..infer.evaluate import evaluate, render_report
+    from ..training.run_dir import new_run_dir
+
+    out = Path(args.out).expanduser() if args.out else new_run_dir("runs/eval", "exp")
+    before = _file_states(out)
+    try:
+        report = evaluate(args.model, args.data, **_inference_options(args), compile=args.compile, out=out)
+    except BaseException:
+        if not args.out and not any(out.iterdir()):  # a failed evaluation leaves no empty run folder behind
+            out.rmdir()
+        raise
+    print(render_report(report, args.format))
+    written = sorted(name for name, state in _file_states(out).items() if before.get(name) != state)
+    print(f"wrote {', '.join(written)} -> {out}", file=sys.stderr)  # stderr: stdout stays the report alone
+
+
+def _file_states(folder: Path) -> dict[str, tuple[int, int]]:
+    """Name -> (modification time, size) of each entry in `folder`, to tell which ones a command wrote."""
+    if not folder.is_dir():
+        return {}
+    return {path.name: (stat.st_mtime_ns, stat.st_size) for path in folder.iterdir() for stat in [path.stat()]}
+
+
+def add_predict(commands: argparse._SubParsersAction) -> None:
+    """Add `vggnet predict`: classify image files, folders and globs."""
+    parser = commands.add_parser(
+        "predict",
+        help="classify image files, folders and globs",
+        description="Classify images. PATH is a file, a folder (searched recursively) or a glob. An input that "
+        "is missing or unreadable gets an error record and the rest still run; the exit code is then 1.",
+        epilog="example: vggnet predict --model vgg16 --pretrained imagenet cat.jpg 'photos/*.jpg' --topk 3",
+    )
+    _add_model_arguments(parser)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
+    parser.add_argument("--topk", type=int, default=5, help="predictions per image (5)")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (table)")
+    parser.add_argument("--save-viz", metavar="DIR", help="also write each image with its predictions drawn on it")
+    parser.add_argument("--compile", action="store_true", help="torch.compile first (a one-time cost)")
+    _add_batch_arguments(parser)
+    parser.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from ..infer.predict import predict
+    from ..infer.records import render_records
+
+    records = predict(
+        args.model,
+        args.paths,
+        **_inference_options(args),
+        topk=args.topk,
+        compile=args.compile,
+        save_viz=args.save_viz,
+        progress=sys.stderr.isatty(),
+    )
+    print(render_records(records, args.format))
+    if args.save_viz:  # stderr: stdout stays parseable JSON or CSV
+        drawn = sum("top" in record for record in records)
+        print(f"wrote {drawn} image(s) with their predictions drawn -> {args.save_viz}", file=sys.stderr)
+    failed = sum("error" in record for record in records)
+    if failed:
+        print(f"{failed} of {len(records)} input(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def add_embed(commands: argparse._SubParsersAction) -> None:
+    """Add `vggnet embed`: one feature vector per image, saved as .npz."""
+    parser = commands.add_parser(
+        "embed",
+        help="one feature vector per image, saved as .npz",
+        description="Compute a feature vector per image at --layer (default: the input of the last layer, relu7 "
+        "for the classic head) and save features, paths and layer to an .npz file. Spatial layers are "
+        "global-average-pooled.",
+        epilog="example: vggnet embed --model runs/train/exp/best.pt photos/ --layer pool5 --normalize --out f.npz",
+    )
+    _add_model_arguments(parser)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
+    parser.add_argument("--layer", help="canonical layer name (relu7, fc7, pool5, ...)")
+    parser.add_argument("--normalize", action="store_true", help="scale each vector to unit L2 norm")
+    parser.add_argument("--out", required=True, metavar="FILE.npz", help="where to save")
+    _add_batch_arguments(parser)
+    parser.set_defaults(run=_run_embed)
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from ..infer.embed import embed
+
+    embeddings = embed(
+        args.model,
+        args.paths,
+        **_inference_options(args),
+        layer=args.layer,
+        normalize=args.normalize,
+        progress=sys.stderr.isatty(),
+    )
+    path = embeddings.save(args.out)
+    count, width = embeddings.features.shape
+    print(f"{count} vectors of {width} values at {embeddings.layer} -> {path}")
+    for error in embeddings.errors:
+        print(f"{error['path']}: {error['error']}", file=sys.stderr)
+    return 1 if embeddings.errors else 0
+
+
+def add_features(commands: argparse._SubParsersAction) -> None:
+    """Add `vggnet features`: a grid of one layer's feature maps for an image."""
+    parser = commands.add_parser(
+        "features",
+        help="a grid of one layer's feature maps for an image",
+        description="Save a grid of the feature maps of --layer for IMAGE, all maps on one colour scale (a colour "
+        "bar shows it).",
+        epilog="example: vggnet features --model runs/train/exp/best.pt cat.jpg --layer conv1_1 --out grid.png",
+    )
+    _add_model_arguments(parser, precision=False)
+    parser.add_argument("image", metavar="IMAGE")
+    parser.add_argument("--layer", default="conv1_1", help="canonical layer name (conv1_1)")
+    parser.add_argument("--max-maps", type=int, default=64, help="at most this many channels (64)")
+    parser.add_argument("--out", required=True, metavar="FILE.png")
+    parser.set_defaults(run=_run_features)
+
+
+def _run_features(args: argparse.Namespace) -> None:
+    from ..infer.visualize import feature_grid
+
+    path = feature_grid(
+        args.model, args.image, args.layer, args.out, pretrained=args.pretrained, max_maps=args.max_maps,
+        device=args.device,
+    )  # fmt: skip
+    print(f"feature maps of {args.layer} -> {path}")
+
+
+def add_explain(commands: argparse._SubParsersAction) -> None:
+    """Add `vggnet explain`: a Grad-CAM heat map over an image."""
+    parser = commands.add_parser(
+        "explain",
+        help="a Grad-CAM heat map of where the evidence for a class is",
+        description="Save a Grad-CAM heat map over IMAGE (as the network sees it) for the predicted class or "
+        "--class, at the last convolutional block by default.",
+        epilog="example: vggnet explain --model vgg16 --pretrained imagenet cat.jpg --class 'tabby' --out cam.png",
+    )
+    _add_model_arguments(parser, precision=False)
+    parser.add_argument("image", metavar="IMAGE")
+    parser.add_argument("--class", dest="target", metavar="NAME", help="class to explain (default: the predicted)")
+    parser.add_argument("--layer", help="canonical layer name (default: the last ReLU of block 5)")
+    parser.add_argument("--out", required=True, metavar="FILE.png")
+    parser.set_defaults(run=_run_explain)
+
+
+def _run_explain(args: argparse.Namespace) -> None:
+    from ..infer.visualize import grad_cam, save_grad_cam
+
+    result = grad_cam(
+        args.model, args.image, target=args.target, layer=args.layer, pretrained=args.pretrained, device=args.device
+    )
+    path = save_grad_cam(result, args.out)
+    print(f"Grad-CAM of {result.class_name!r} (p={result.probability:.3f}) at {result.layer} -> {path}")
+
+
+def add_export(commands: argparse._SubParsersAction) -> None:
+    """Add `vggnet export`: ONNX, TorchScript or safetensors, checked by running the written file."""
+    parser = commands.add_parser(
+        "export",
+        help="ONNX, TorchScript or safetensors, checked by running the written file",
+        description="Export the model; BatchNorm is folded for ONNX and TorchScript. The written file is run on "
+        "sample inputs against PyTorch and the largest difference printed; beyond tolerance the command fails. "
+        "ONNX needs: pip install 'vggnet[export]'.",
+        epilog="example: vggnet export --model runs/train/exp/best.pt --format onnx --dynamic-batch",
+    )
+    _add_model_arguments(parser, precision=False)
+    parser.add_argument("--format", choices=EXPORT_FORMATS, required=True)
+    parser.add_argument("--out", metavar="PATH", help="output file (default: beside the checkpoint)")
+    parser.add_argument("--img-size", type=int, help="input side (default: the model's preprocessing)")
+    parser.add_argument("--dynamic-batch", action="store_true", help="let the batch size vary (ONNX)")
+    parser.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from ..infer.export import export
+
+    result = export(
+        args.model, args.format, out=args.out, pretrained=args.pretrained, img_size=args.img_size,
+        dynamic_batch=args.dynamic_batch,
+    )  # fmt: skip
+    print(
+        f"{result.format} -> {result.path} (input {result.input_size}x{result.input_size}); checked: max abs "
+        f"difference {result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g})"
+    )
+
+
+def add_quantize(commands: argparse._SubParsersAction) -> None:
+    """Add `vggnet quantize`: post-training int8 quantization, calibrated on real images."""
+    parser = commands.add_parser(
+        "quantize",
+        help="post-training int8 quantization, calibrated on real images (x86 CPUs)",
+        description="Quantize to int8 (PT2E, torchao's X86InductorQuantizer) with observers calibrated on images "
+        "from --calib, save an .int8.pt that predict and eval take as --model, and with --val report the top-1 change. "
+        "Needs: pip install 'vggnet[quantize]'.",
+        epilog="example: vggnet quantize --model runs/train/exp/best.pt --calib data/train --val data/val",
+    )
+    parser.add_argument("--model", required=True, metavar="CKPT|NAME", help="a checkpoint, or a name with --pretrained")
+    parser.add_argument("--pretrained", metavar="imagenet|PATH", help="weights for a model name")
+    parser.add_argument("--calib", required=True, metavar="DIR", help="representative images (labels not needed)")
+    parser.add_argument("--val", metavar="DIR", help="labelled folder to compare fp32 and int8 top-1 on")
+    parser.add_argument("--calib-images", type=int, default=256, help="at most this many calibration images (256)")
+    parser.add_argument("--out", metavar="PATH", help="output .int8.pt (default: beside the checkpoint)")
+    parser.set_defaults(run=_run_quantize)
+
+
+def _run_quantize(args: argparse.Namespace) -> None:
+    from ..infer.quantize import quantize
+
+    result = quantize(
+        args.model, args.calib, pretrained=args.pretrained, val=args.val, out=args.out, calib_images=args.calib_images
+    )
+    print(f"int8 model -> {result.path} (calibrated on {result.calibration_images} images)")
+    if result.top1_change is not None:
+        print(
+            f"top-1 on {result.validation_images} images: fp32 {result.fp32_top1:.4f}, int8 {result.int8_top1:.4f} "
+            f"({result.top1_change * 100:+.2f} points)"
+        )

@@ -1,0 +1,130 @@
+"""The verbs that measure models: their size and cost (`summary`, `models`) and their speed (`benchmark`).
+
+    vggnet summary --model vgg16 --input-size 224 --format json
+    vggnet models
+    vggnet benchmark --model runs/train/exp/best.pt --batch-size 1,8
+
+Each imports its function (`analysis.summarize`, `analysis.render_models`, `benchmark.benchmark`) when it runs.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from ..choices import DEVICES, PRECISIONS, REPORT_FORMATS
+from ..models.cfgs import HEADS
+from ..models.registry import list_models
+
+
+def add_benchmark(commands: argparse._SubParsersAction) -> None:
+    """Add `vggnet benchmark`: each way to run VGG here, timed side by side against torchvision's."""
+    parser = commands.add_parser(
+        "benchmark",
+        help="throughput, latency and GFLOP/s of each way to run VGG here, against torchvision",
+        description="Time torchvision's eager fp32 model (the baseline) and vggnet's paths on the same weights, "
+        "interleaved, with ratios to the baseline, p50/p90 latency, achieved GFLOP/s as a fraction of this "
+        "machine's matrix-multiply ceiling, top-1 agreement with fp32 on real images, and training throughput.",
+        epilog="example: vggnet benchmark --model runs/train/exp/best.pt --batch-size 1,8 --peers --compile",
+    )
+    parser.add_argument(
+        "--model",
+        default="vgg16",
+        metavar="CKPT|NAME",
+        help="a checkpoint, or a registry name: with --pretrained, or random weights that measure speed only (vgg16)",
+    )
+    parser.add_argument("--pretrained", metavar="imagenet|PATH", help="weights for a registry name")
+    parser.add_argument("--batch-size", default="1,8", help="comma-separated batch sizes (1,8)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="the fast path's precision (auto)")
+    parser.add_argument("--img-size", type=int, help="input side (default: the checkpoint's, else 224)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per path (5)")
+    parser.add_argument("--peers", action="store_true", help="also ONNX Runtime and OpenVINO, where installed")
+    parser.add_argument("--compile", action="store_true", help="also the torch.compile path")
+    parser.add_argument("--int8", action="store_true", help="also int8 (calibrated on the real images; torchao)")
+    parser.add_argument("--data", metavar="DIR", help="real images for the agreement check (default: digits)")
+    parser.add_argument("--no-training", action="store_true", help="skip the training and data-pipeline part")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(run=_run_benchmark)
+
+
+def _run_benchmark(args: argparse.Namespace) -> None:
+    from ..benchmark import benchmark, render_benchmark
+
+    try:
+        batch_sizes = tuple(int(size) for size in args.batch_size.split(","))
+    except ValueError as error:
+        raise ValueError(f"--batch-size {args.batch_size!r} must be comma-separated integers, e.g. 1,8") from error
+    if args.rounds < 1 or min(batch_sizes) < 1:
+        raise ValueError("--rounds and every --batch-size must be at least 1")
+    report = benchmark(
+        model=args.model, batch_sizes=batch_sizes, precision=args.precision, img_size=args.img_size,
+        rounds=args.rounds, peers=args.peers, compile=args.compile, data=args.data, training=not args.no_training,
+        device=args.device, int8=args.int8, pretrained=args.pretrained,
+    )  # fmt: skip
+    print(json.dumps(report, indent=2) if args.format == "json" else render_benchmark(report))
+
+
+def add_summary(commands: argparse._SubParsersAction) -> None:
+    """Add `vggnet summary`: a model layer by layer, from a registry name or a checkpoint."""
+    parser = commands.add_parser(
+        "summary",
+        help="per-layer shapes, parameters, MACs, receptive field and stride of a model",
+        description="Print a model layer by layer: canonical name, type, output shape, parameters, MACs, "
+        "receptive field and effective stride, then the totals.",
+        epilog="example: vggnet summary --model vgg16 --input-size 224 --format markdown",
+    )
+    names = ", ".join(list_models(include_aliases=True))
+    parser.add_argument("--model", metavar="CKPT|NAME", help=f"a checkpoint, or one of: {names}")
+    parser.add_argument("name", nargs="?", metavar="MODEL", help="the same as --model (the older form)")
+    parser.add_argument(
+        "--input-size", type=int, help="side of the square input (default: 224, or the checkpoint's image size)"
+    )
+    parser.add_argument("--format", choices=REPORT_FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument("--num-classes", type=int, default=1000, help="classes of the head (default: 1000)")
+    parser.add_argument("--in-chans", type=int, default=3, help="input channels (default: 3)")
+    parser.add_argument("--head", choices=HEADS, default="classic", help="classifier head (default: classic)")
+    parser.add_argument("--width-mult", type=float, default=1.0, help="channel multiplier (default: 1.0)")
+    parser.set_defaults(run=_run_summary)
+
+
+def _run_summary(args: argparse.Namespace) -> None:
+    if args.model is None and args.name is None:
+        raise ValueError("which model? pass --model NAME (such as vgg16) or --model CHECKPOINT")
+    if args.model is not None and args.name is not None:
+        raise ValueError(f"the model is given twice (--model {args.model} and {args.name}); give it once, with --model")
+    from ..analysis import summarize
+    from ..models.factory import load_model
+
+    name = args.model or args.name
+    if Path(name).expanduser().is_file():  # a checkpoint describes its own architecture
+        model = load_model(Path(name).expanduser())
+        summary = summarize(model, args.input_size or model.pretrained_cfg["preprocess"]["img_size"])
+    else:
+        summary = summarize(
+            name,
+            args.input_size or 224,
+            num_classes=args.num_classes,
+            in_chans=args.in_chans,
+            head=args.head,
+            width_mult=args.width_mult,
+        )
+    print(summary.render(args.format))
+
+
+def add_models(commands: argparse._SubParsersAction) -> None:
+    """Add `vggnet models`: the registered variants with their size, cost and published accuracy."""
+    parser = commands.add_parser(
+        "models",
+        help="list the VGG variants with parameters, MACs and published ImageNet accuracy",
+        description="List every registered variant with its aliases, parameters, GMACs (classic head, 1000 "
+        "classes) and the published ImageNet-1K accuracy of its official weights.",
+    )
+    parser.add_argument("--input-size", type=int, default=224, help="input side for the MACs (default: 224)")
+    parser.add_argument("--format", choices=REPORT_FORMATS, default="table", help="output format (default: table)")
+    parser.set_defaults(run=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> None:
+    from ..analysis import render_models
+
+    print(render_models(args.input_size, args.format))

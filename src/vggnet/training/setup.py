@@ -1,0 +1,253 @@
+"""What a training run is built from: seeded generators, the data and its loaders, the model, the optimizer and the
+schedule. The loop (`loop.py`) calls these once at the start of a run, with the validated `TrainConfig`.
+"""
+
+import logging
+import math
+import os
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..choices import INFERENCE_BATCH_SIZE
+from ..data import (
+    DatasetSplits,
+    ImageListDataset,
+    Preprocess,
+    collate_skipping_failures,
+    digits_folder,
+    discover_splits,
+    find_unreadable,
+)
+from ..extras import require
+from ..models.factory import create_model
+from ..models.loading import weights_keyword
+from ..models.vgg import VGG
+from .config import TrainConfig
+from .distributed import Distributed
+from .signals import ignore_stop_signals
+
+logger = logging.getLogger("vggnet")
+
+# The cosine schedule ends at this fraction of the peak learning rate.
+FINAL_LR_FRACTION = 0.01
+
+
+def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
+    """Seed Python's, NumPy's and torch's generators; with `deterministic`, also ask torch for deterministic
+    kernels (else cuDNN may pick the fastest ones)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def prepare_data(config: TrainConfig) -> DatasetSplits:
+    """The run's train and validation samples (the built-in digits without `data`), with unreadable images
+    skipped, or refused under `strict`. Prints the classes and their counts."""
+    root = Path(config.data).expanduser() if config.data is not None else digits_folder()
+    splits = discover_splits(root, config.val_split, config.seed)
+    sizes = f"{len(splits.classes)} classes, {len(splits.train)} train, {len(splits.val)} val"
+    print(f"data {root} ({splits.layout}): {sizes}")
+    if len(splits.classes) <= 30:
+        print(splits.describe())
+    unreadable = find_unreadable([path for path, _ in splits.train + splits.val], workers=os.cpu_count() or 1)
+    if unreadable:
+        listing = "\n".join(f"  {error}" for error in unreadable[:20])
+        more = f"\n  ... and {len(unreadable) - 20} more" if len(unreadable) > 20 else ""
+        if config.strict:
+            raise ValueError(
+                f"{len(unreadable)} unreadable image(s) (--strict):\n{listing}{more}\n"
+                f"fix or remove them, or drop --strict to skip them"
+            )
+        logger.warning("skipping %d unreadable image(s):\n%s%s", len(unreadable), listing, more)
+        bad = {Path(error.path) for error in unreadable}
+        splits.train = [s for s in splits.train if s[0] not in bad]
+        splits.val = [s for s in splits.val if s[0] not in bad]
+        counts = splits.counts()
+        empty = [c for i, c in enumerate(splits.classes) if not counts["train"][i] or not counts["val"][i]]
+        if empty:
+            raise ValueError(f"after skipping unreadable images, classes {empty} have no train or val images left")
+    return splits
+
+
+class TrainingData:
+    """A run's data: its classes, the datasets of its splits, and the batches this process takes of them. The train
+    set is shuffled per epoch and dealt out to the processes (DistributedSampler); validation takes eval's batches
+    (`validation_batches`)."""
+
+    def __init__(
+        self,
+        splits: DatasetSplits,
+        preprocess: Preprocess,
+        config: TrainConfig,
+        distributed: Distributed,
+        device: torch.device,
+    ) -> None:
+        self.classes = splits.classes
+        train_transform = preprocess.transform(train=True, augment=config.augment)
+        self.train_set = ImageListDataset(splits.train, train_transform, preprocess.decode_size)
+        self.val_set = ImageListDataset(splits.val, preprocess.transform(), preprocess.decode_size)
+        self.sampler = DistributedSampler(
+            self.train_set, distributed.world_size, distributed.rank, shuffle=True, seed=config.seed
+        )
+        self.val_batches = validation_batches(len(self.val_set), distributed.rank, distributed.world_size)
+        self.drop_last = len(self.sampler) > config.batch_size  # a short last batch, unless it is the only one
+        batches = len(self.sampler) / config.batch_size
+        self.steps_per_epoch = math.floor(batches) if self.drop_last else math.ceil(batches)
+        self._config, self._rank, self._device = config, distributed.rank, device
+
+    def train_loader(self, epoch: int, start_step: int = 0) -> DataLoader:
+        """This process's batches of `epoch`, in an order fixed by (seed, epoch), skipping the first `start_step`."""
+        config = self._config
+        self.sampler.set_epoch(epoch)
+        order = list(self.sampler)[start_step * config.batch_size :]
+        # Seeds the loader workers' augmentation per (seed, epoch, process).
+        seed = (config.seed * 1_000 + epoch) * 1_000 + self._rank
+        return self._loader(
+            self.train_set,
+            generator=torch.Generator().manual_seed(seed),
+            batch_size=config.batch_size,
+            sampler=order,
+            drop_last=self.drop_last,
+        )
+
+    def val_loader(self) -> DataLoader:
+        """This process's validation batches."""
+        return self._loader(self.val_set, batch_sampler=self.val_batches)
+
+    def _loader(self, dataset, generator=None, **batching) -> DataLoader:
+        """A loader of `dataset` batched as `batching` says (`batch_size` and `sampler`, or `batch_sampler`), whose
+        workers leave stop signals to the training process; unreadable images are left out of their batch."""
+        workers = self._config.workers
+        return DataLoader(
+            dataset,
+            num_workers=workers,
+            collate_fn=collate_skipping_failures,
+            generator=generator,
+            pin_memory=self._device.type == "cuda",
+            persistent_workers=False,
+            worker_init_fn=ignore_stop_signals,
+            multiprocessing_context="fork" if workers and sys.platform == "linux" else None,
+            **batching,
+        )
+
+
+def build_model(config: TrainConfig, num_classes: int, device: torch.device) -> VGG:
+    """The configured VGG (with its pretrained weights, if any) on `device`, channels_last; with
+    `freeze_features`, its convolutions take no gradients."""
+    model = create_model(
+        config.model,
+        num_classes=num_classes,
+        head=config.head,
+        dropout=config.dropout,
+        width_mult=config.width_mult,
+        **weights_keyword(config.pretrained),
+    )
+    if config.freeze_features:
+        model.features.requires_grad_(False)
+    return model.to(device=device, memory_format=torch.channels_last)
+
+
+def wrap_for_training(model: VGG, config: TrainConfig, distributed: Distributed, device: torch.device) -> nn.Module:
+    """The module the training steps call: the model itself, or under torchrun the model wrapped in DDP (with
+    SyncBatchNorm for --sync-bn). Checkpoints always save the bare model, so they load anywhere."""
+    if not distributed.enabled:
+        return model
+    if config.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def build_optimizer(model: VGG, config: TrainConfig) -> torch.optim.Optimizer:
+    """Weight decay on weight matrices and kernels only, not on biases and norm parameters."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if p.ndim > 1], "weight_decay": config.weight_decay},
+        {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+    # Fused kernels: one pass over each parameter instead of several (the optimizer step of vgg16's 138M
+    # parameters is memory-bound), with the same state as the default implementation (SGD gives identical
+    # results; AdamW's differ in the last bit).
+    if config.opt == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, fused=True)
+    return torch.optim.AdamW(groups, lr=config.lr, fused=True)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int, start_step: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step linear warm-up over `warmup_epochs`, then cosine decay to FINAL_LR_FRACTION (or constant).
+
+    Args:
+        start_step: The step the run is at: 0 for a new run; for a resumed one, the steps it has taken, counted
+            in this run's steps per epoch. The schedule is a function of the step alone, so a resumed run builds
+            it at its step (torch's `last_epoch`, after the optimizer's state is loaded) rather than loading it,
+            which also places it for another process count or `--epochs`.
+    """
+    warmup = config.warmup_epochs * steps_per_epoch
+    total = config.epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.sched == "none":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=start_step - 1)
+
+
+def describe_run(
+    config: TrainConfig,
+    model: VGG,
+    precision: str,
+    device: torch.device,
+    world_size: int,
+    steps_per_epoch: int,
+) -> str:
+    """What a run was built as, in two lines: the model, then the processes, precision, schedule and batching."""
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    processes = f"{world_size} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), " if world_size > 1 else ""
+    return (
+        f"model {model.model_name} ({config.head} head, {params / 1e6:.2f}M parameters, "
+        f"{trainable / 1e6:.2f}M trainable), {model.num_classes} classes"
+        + (f", weights {config.pretrained}" if config.pretrained else "")
+        + f"\n{processes}device {device.type}, precision {precision}"
+        f"{' (autocast)' if precision != 'fp32' else ''}, channels_last, {config.workers} loader workers; "
+        f"{config.epochs} epochs of {steps_per_epoch} steps, batch {config.batch_size}"
+        + (f" per process ({config.batch_size * world_size} in all)" if world_size > 1 else "")
+        + f", {config.opt} lr {config.lr:g} ({config.sched}, {config.warmup_epochs} warm-up epochs)"
+        + (", SyncBatchNorm" if config.sync_bn and world_size > 1 else "")
+    )
+
+
+def validation_batches(count: int, rank: int = 0, world_size: int = 1) -> list[list[int]]:
+    """This process's validation batches of a validation set of `count` images: the batches `vggnet eval` forms
+    (INFERENCE_BATCH_SIZE images, in the data's order), so that each image meets the same batch and is computed
+    exactly as eval computes it. Under torchrun the processes take whole batches in turn, so that all of them
+    together count each image exactly once."""
+    size = INFERENCE_BATCH_SIZE
+    batches = [list(range(start, min(start + size, count))) for start in range(0, count, size)]
+    return batches[rank::world_size]
+
+
+def summary_writer_class():
+    """TensorBoard's SummaryWriter, checked at set-up: a missing package is named before anything is written."""
+    require("tensorboard", "tensorboard", "--tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter

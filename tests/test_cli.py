@@ -336,3 +336,14 @@ def test_the_package_offers_its_names_lazily_and_to_type_checkers_alike():
     assert namespace["create_model"] is vggnet.models.factory.create_model
     with pytest.raises(AttributeError, match="module 'vggnet' has no attribute 'create_modle'"):
         vggnet.create_modle  # noqa: B018
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    # `vggnet models | head -1`: the reader is gone before the table is printed, so every write meets a closed pipe.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vggnet", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait() == 1
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr

@@ -16,6 +16,7 @@ answers at once.
 """
 
 import argparse
+import os
 import sys
 
 from .._version import __version__
@@ -98,5 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (ImportError, RuntimeError) as error:
         print(f"vggnet {args.command}: failed: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader left (`vggnet models | head`): stop quietly, as other commands do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 1
     return code

@@ -110,6 +110,20 @@ def trained(tmp_path_factory):
     return result.run_dir / "best.pt", data
 
 
+@pytest.fixture(scope="session")
+def class_images(trained) -> list:
+    """One validation image of each class (ant, bee, cat)."""
+    return [trained[1] / "val" / name / f"{name}_000.png" for name in ("ant", "bee", "cat")]
+
+
+@pytest.fixture(scope="session")
+def trained_predictor(trained):
+    """`trained`'s checkpoint loaded once for predictions, in exact fp32: the reference answers."""
+    import vggnet
+
+    return vggnet.Predictor(trained[0], device="cpu", precision="fp32")
+
+
 # A tiny run of the main job's architecture (vgg11_bn, compact head, 32x32) at 1/8 width: seconds per epoch.
 TINY = {
     "model": "vgg11_bn",

@@ -14,6 +14,7 @@ import io
 import os
 import re
 import shlex
+import subprocess
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 from PIL import Image
+from serving import ServeProcess
 
+import vggnet
 from vggnet.cli import build_parser, main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -31,6 +34,7 @@ PARSE_ONLY = {
     r"--pretrained imagenet\b": "downloads torchvision's ImageNet weights (tests/test_weights.py serves them locally)",
     r"^(srun )?torchrun ": "starts several processes or machines (tests/test_distributed.py runs torchrun on CPUs)",
     r" --nproc ": "starts torchrun (tests/test_distributed.py runs it)",
+    r"^vggnet serve ": "serves until stopped (test_the_serve_section_runs_against_the_main_jobs_model runs it)",
     r"^vggnet benchmark ": "times vgg16 at 224 with torch.compile, int8 and peer runtimes: minutes by design "
     "(tests/test_benchmark.py runs it small)",
 }
@@ -305,8 +309,13 @@ def test_every_verb_and_flag_the_readme_names_exists(usage):
                 assert set(shown.split("|")) == set(choices), f"`vggnet {verb} {flag}` takes {choices}, not {shown}"
 
 
+# Where the README's serve section says the server listens (its default address).
+SERVER_ADDRESS = r"(127\.0\.0\.1|localhost):8000"
 # Python snippets that are compiled only, by the first pattern that matches the snippet, and why.
-COMPILE_ONLY = {r"pretrained=\"imagenet\"": "downloads torchvision's ImageNet weights"}
+COMPILE_ONLY = {
+    r"pretrained=\"imagenet\"": "downloads torchvision's ImageNet weights",
+    SERVER_ADDRESS: "needs a running server (test_the_serve_section_runs_against_the_main_jobs_model runs it)",
+}
 
 
 def python_snippets() -> list[str]:
@@ -319,7 +328,7 @@ def python_snippets() -> list[str]:
     ]
 
 
-def run_snippets(snippets: list[str], cwd: Path) -> int:
+def run_snippets(snippets: list[str], cwd: Path, compile_only: dict[str, str] = COMPILE_ONLY) -> int:
     """Run the snippets that need no download in one namespace in `cwd`, and return how many stated outputs
     they checked: an expression whose comment is a Python literal (`vggnet.list_models()   # ['vgg11', ...]`)
     must equal it. Every snippet must compile."""
@@ -329,7 +338,7 @@ def run_snippets(snippets: list[str], cwd: Path) -> int:
         patch.chdir(cwd)
         for snippet in snippets:
             compile(snippet, "README.md", "exec")
-            if any(re.search(pattern, snippet) for pattern in COMPILE_ONLY):
+            if any(re.search(pattern, snippet) for pattern in compile_only):
                 continue
             comments = {
                 token.start[0]: token.string.lstrip("#").strip()
@@ -361,3 +370,29 @@ def test_python_snippets_run_and_print_what_their_comments_say(tmp_path):
 def test_python_snippets_run_on_the_main_jobs_model(sandbox):
     assert any("runs/train/" in snippet for snippet in python_snippets())
     run_snippets(python_snippets(), sandbox)
+
+
+# ---- the serve section -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_serve_section_runs_against_the_main_jobs_model(sandbox):
+    """The README's first `vggnet serve` command serves the main job's model; every curl line of the section then
+    succeeds against it (curl -f: an HTTP error fails the line), and the Python client prints the top-1 class that
+    `vggnet predict` gives."""
+    serve = next(command for command in readme_commands() if command.argv[:1] == ("serve",))
+    curl_blocks = [block.text for block in readme_blocks() if block.lang == "bash" and "curl " in block.text]
+    assert len(curl_blocks) == 1 and curl_blocks[0].count("curl ") >= 11  # every route of the section
+    clients = [snippet for snippet in python_snippets() if re.search(SERVER_ADDRESS, snippet)]
+    assert clients
+    with ServeProcess(list(serve.argv[1:]), cwd=sandbox) as server:
+        address = server.url.removeprefix("http://")
+        script = 'curl() { command curl -sSf "$@"; }\nset -e\n' + re.sub(SERVER_ADDRESS, address, curl_blocks[0])
+        done = subprocess.run(["bash", "-c", script], cwd=sandbox, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"a curl line of the README failed:\n{done.stdout[-2000:]}\n{done.stderr}"
+        assert (sandbox / "cam.png").read_bytes().startswith(b"\x89PNG")
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            run_snippets([re.sub(SERVER_ADDRESS, address, snippet) for snippet in clients], sandbox, compile_only={})
+    expected = vggnet.predict(sandbox / "runs/train/exp/best.pt", [sandbox / "cat.jpg"], topk=1)[0]["top"][0]["class"]
+    assert output.getvalue().split() == [expected]

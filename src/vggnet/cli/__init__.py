@@ -12,6 +12,7 @@ answers at once.
 - `parser`: `CommandParser`, argparse with whole flags only and one-line usage errors
 - `training`: `train` (flags made from `TrainConfig`'s fields) and `data`
 - `inference`: `eval`, `predict`, `embed`, `features`, `explain`, `export`, `quantize`
+- `serve`: `serve`, the HTTP service
 - `measure`: `summary`, `models` and `benchmark`
 """
 
@@ -25,6 +26,7 @@ from ..console import show_vggnet_messages
 from .inference import add_embed, add_eval, add_explain, add_export, add_features, add_predict, add_quantize
 from .measure import add_benchmark, add_models, add_summary
 from .parser import CommandParser
+from .serve import add_serve
 from .training import add_data, add_train
 
 EXAMPLES = """\
@@ -39,6 +41,7 @@ examples:
   vggnet features --model runs/train/exp/best.pt cat.jpg --layer conv1_1 --out grid.png
   vggnet explain --model runs/train/exp/best.pt cat.jpg --out cam.png
   vggnet export --model runs/train/exp/best.pt --format onnx
+  vggnet serve --model runs/train/exp/best.pt   http://127.0.0.1:8000/ : a web page; /docs : the API
   vggnet data digits --out data/digits   write the built-in dataset as an image folder
   vggnet models                          the variants with their size, cost and ImageNet accuracy
   vggnet summary --model vgg16           shapes, parameters, MACs and receptive field of every layer
@@ -58,6 +61,7 @@ VERBS = (
     add_explain,
     add_export,
     add_quantize,
+    add_serve,
     add_benchmark,
     add_data,
     add_summary,

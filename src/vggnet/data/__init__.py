@@ -2,7 +2,7 @@
 Imports nothing from `vggnet.models`: the weights describe their preprocessing with this package's `Preprocess`."""
 
 from .dataset import ImageListDataset, ImagePathDataset, collate_inference, collate_skipping_failures
-from .decode import UnreadableImageError, find_unreadable, load_rgb
+from .decode import UnreadableImageError, decode_image, find_unreadable, load_rgb
 from .digits import digits_folder, write_digits
 from .folders import IMAGE_EXTENSIONS, DatasetSplits, discover_splits, evaluation_samples, list_images
 from .preprocess import Preprocess
@@ -18,6 +18,7 @@ __all__ = [
     "UnreadableImageError",
     "collate_inference",
     "collate_skipping_failures",
+    "decode_image",
     "digits_folder",
     "discover_splits",
     "evaluation_samples",

@@ -6,8 +6,10 @@ rather than clipped; animated images (the first frame). Corrupt, truncated, empt
 decompression bombs (PIL's pixel limit), raise `UnreadableImageError` naming the file and the reason.
 """
 
+import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -32,8 +34,25 @@ def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
             libjpeg's DCT scaling) whose sides stay at least `min_size`: a 24-megapixel photo then takes a few MB
             of memory instead of 72.
     """
+    return _decode(path, path, min_size)
+
+
+def decode_image(data: bytes, name: str, min_size: int | None = None) -> Image.Image:
+    """Decode an image file's bytes (an upload) into an RGB image, exactly as `load_rgb` decodes the file; `name`
+    stands for the file in an `UnreadableImageError`.
+
+    >>> decode_image(b"hello", "notes.txt")
+    Traceback (most recent call last):
+    vggnet.data.decode.UnreadableImageError: notes.txt: not an image PIL can read
+    """
+    if not data:
+        raise UnreadableImageError(name, "an empty file")
+    return _decode(io.BytesIO(data), name, min_size)
+
+
+def _decode(source: str | Path | BinaryIO, name: str | Path, min_size: int | None) -> Image.Image:
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             if min_size is not None and image.format == "JPEG":
                 image.draft("RGB", (min_size, min_size))
             image = ImageOps.exif_transpose(image)
@@ -42,16 +61,16 @@ def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
     except UnreadableImageError:
         raise
     except Image.DecompressionBombError as error:
-        raise UnreadableImageError(path, f"too many pixels, a possible decompression bomb ({error})") from error
+        raise UnreadableImageError(name, f"too many pixels, a possible decompression bomb ({error})") from error
     except FileNotFoundError as error:
-        raise UnreadableImageError(path, "no such file") from error
+        raise UnreadableImageError(name, "no such file") from error
     except IsADirectoryError as error:
-        raise UnreadableImageError(path, "a directory, not an image") from error
+        raise UnreadableImageError(name, "a directory, not an image") from error
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, EOFError... for bad data
         reason = str(error) or type(error).__name__
         if "cannot identify image file" in reason:
             reason = "not an image PIL can read"
-        raise UnreadableImageError(path, reason) from error
+        raise UnreadableImageError(name, reason) from error
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

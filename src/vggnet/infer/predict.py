@@ -9,6 +9,7 @@ file that is missing or cannot be decoded; the other inputs still run.
 
 from pathlib import Path
 
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..choices import INFERENCE_BATCH_SIZE
@@ -71,13 +72,9 @@ class Predictor:
         if topk < 1:
             raise ValueError(f"--topk must be at least 1, got {topk}")
         batches = InputBatches(self.loaded, inputs, self.batch_size, self.workers, progress, "predict")
-        k = min(topk, len(self.classes))
         records: dict[int, dict] = {}
         for positions, images in batches:
-            probs, indices = self.runner(images).softmax(dim=1).topk(k, dim=1)
-            for position, row_probs, row_indices in zip(positions, probs.tolist(), indices.tolist(), strict=True):
-                pairs = zip(row_probs, row_indices, strict=True)
-                top = [{"class": self.classes[i], "index": i, "prob": p} for p, i in pairs]
+            for position, top in zip(positions, top_classes(self.runner(images), self.classes, topk), strict=True):
                 records[position] = {"path": batches.paths[position], "top": top}
         for position, reason in batches.errors.items():
             records[position] = {"path": batches.paths[position], "error": reason}
@@ -85,6 +82,22 @@ class Predictor:
         if save_viz is not None:
             save_visualisations([r for r in ordered if "top" in r], Path(save_viz))
         return ordered
+
+
+def top_classes(logits: torch.Tensor, classes: list[str], topk: int) -> list[list[dict]]:
+    """For each row of `logits` (n, classes), its `topk` classes, most probable first, as records' `top` entries
+    (`{"class", "index", "prob"}`); `topk` is capped at the number of classes.
+
+    >>> import torch
+    >>> [first, second] = top_classes(torch.tensor([[0.0, 2.0, 0.0]]), ["ant", "bee", "cat"], topk=2)[0]
+    >>> first["class"], first["index"], round(first["prob"], 4), second["class"]
+    ('bee', 1, 0.787, 'ant')
+    """
+    probs, indices = logits.float().softmax(dim=1).topk(min(topk, len(classes)), dim=1)
+    return [
+        [{"class": classes[i], "index": i, "prob": p} for p, i in zip(row_probs, row_indices, strict=True)]
+        for row_probs, row_indices in zip(probs.tolist(), indices.tolist(), strict=True)
+    ]
 
 
 def predict(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
 
 from ..data import load_rgb
@@ -24,8 +25,10 @@ from .source import LoadedModel, load_for_inference, require_vgg
 MIN_VIEW = 224
 
 
-def _network_input(loaded: LoadedModel, image_path: str | Path) -> torch.Tensor:
-    return loaded.preprocess.transform()(load_rgb(image_path))[None].to(loaded.device)
+def _network_input(loaded: LoadedModel, image: str | Path | Image.Image) -> torch.Tensor:
+    """The batch of one that the network sees for `image`, a file or a decoded RGB image."""
+    rgb = image if isinstance(image, Image.Image) else load_rgb(image)
+    return loaded.preprocess.transform()(rgb)[None].to(loaded.device)
 
 
 def _model_label(loaded: LoadedModel) -> str:
@@ -158,15 +161,15 @@ def default_cam_layer(model: VGG) -> str:
 
 def grad_cam(
     model: str | Path | VGG | LoadedModel,
-    image: str | Path,
+    image: str | Path | Image.Image,
     *,
     target: str | int | None = None,
     layer: str | None = None,
     pretrained: str | Path | None = None,
     device: str = "auto",
 ) -> GradCam:
-    """Grad-CAM of `image` for class `target` (a name or index; default: the predicted class) at `layer`
-    (default: `default_cam_layer`).
+    """Grad-CAM of `image` (a file, or a decoded RGB image such as an upload) for class `target` (a name or index;
+    default: the predicted class) at `layer` (default: `default_cam_layer`).
 
     >>> import vggnet
     >>> from PIL import Image
@@ -203,9 +206,8 @@ def grad_cam(
     std = torch.tensor(loaded.preprocess.std).view(-1, 1, 1)
     view = (x[0].detach().cpu() * std + mean).clamp(0, 1)
     probability = logits.softmax(dim=1)[0, class_index].item()
-    return GradCam(
-        cam, class_index, loaded.classes[class_index], probability, view, layer, Path(image).name, _model_label(loaded)
-    )
+    name = "image" if isinstance(image, Image.Image) else Path(image).name
+    return GradCam(cam, class_index, loaded.classes[class_index], probability, view, layer, name, _model_label(loaded))
 
 
 def _class_index(target: str | int | None, classes: list[str], logits: torch.Tensor) -> int:
@@ -221,6 +223,34 @@ def _class_index(target: str | int | None, classes: list[str], logits: torch.Ten
         hint = f"; did you mean: {', '.join(close)}" if close else f"; choose one of: {', '.join(classes[:20])} ..."
         raise ValueError(f"unknown --class {target!r}{hint}")
     return classes.index(target)
+
+
+def _smoothed_cam(result: GradCam) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The coarse heat map (2x2 at a 32x32 input) smoothed bilinearly to at least MIN_VIEW pixels a side, so that it
+    reads as a region rather than as blocks, with that (height, width)."""
+    height, width = result.view.shape[-2:]
+    scale = max(1.0, MIN_VIEW / min(height, width))
+    size = (round(height * scale), round(width * scale))
+    return nn.functional.interpolate(result.cam[None, None], size=size, mode="bilinear")[0, 0], size
+
+
+def cam_overlay(result: GradCam, alpha: float = 0.5) -> Image.Image:
+    """The network's view of the image with the heat map (jet colours, `alpha` opaque) blended over it, as one RGB
+    image at least MIN_VIEW pixels a side (the view enlarged with square pixels): what `vggnet serve`'s explain
+    route returns.
+
+    >>> import torch
+    >>> result = GradCam(torch.rand(2, 2), 0, "ant", 0.9, torch.rand(3, 32, 32), "relu5_2", "x.png", "vgg11")
+    >>> cam_overlay(result).size
+    (224, 224)
+    """
+    from matplotlib import colormaps
+
+    cam, (height, width) = _smoothed_cam(result)
+    view = nn.functional.interpolate(result.view[None], size=(height, width), mode="nearest")[0].permute(1, 2, 0)
+    heat = torch.from_numpy(colormaps["jet"](cam.numpy())[..., :3]).float()
+    blended = (1 - alpha) * view + alpha * heat
+    return Image.fromarray((blended * 255).round().clamp(0, 255).to(torch.uint8).numpy())
 
 
 def save_grad_cam(result: GradCam, out: str | Path, alpha: float = 0.5) -> Path:
@@ -240,11 +270,7 @@ def save_grad_cam(result: GradCam, out: str | Path, alpha: float = 0.5) -> Path:
 
     height, width = result.view.shape[-2:]
     view = result.view.permute(1, 2, 0).numpy()
-    # The coarse heat map (2x2 at a 32x32 input) is smoothed to at least MIN_VIEW pixels, so that it reads as a
-    # region rather than as blocks, and laid over the view, which is shown unsmoothed.
-    scale = max(1.0, MIN_VIEW / min(height, width))
-    smooth_size = (round(height * scale), round(width * scale))
-    cam = nn.functional.interpolate(result.cam[None, None], size=smooth_size, mode="bilinear")[0, 0]
+    cam, _ = _smoothed_cam(result)  # laid over the view, which is shown unsmoothed
     plt = pyplot()
     figure, (input_axis, overlay_axis) = plt.subplots(1, 2, figsize=(7.6, 4.2), layout="constrained")
     input_axis.imshow(view, interpolation="nearest")

@@ -1,0 +1,113 @@
+"""`create_app`: the FastAPI application that `vggnet serve` runs, for any number of loaded models.
+
+Requests pass, outermost first: the metrics (every request counted, timed and given a `Server-Timing` header),
+CORS (when origins are allowed), the API key (when set), the upload limit, then the routes (`kserve`: the Open
+Inference Protocol; `routes`: the plain routes and the page). Every error answers `{"error": "..."}`.
+"""
+
+import contextlib
+import logging
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+
+from .._version import __version__
+from ..infer.source import LoadedModel
+from . import kserve, routes
+from .guards import error_response, limit_uploads, require_api_key
+from .served import ModelServer
+from .settings import ServeSettings
+from .telemetry import Telemetry
+
+logger = logging.getLogger("vggnet")
+
+
+def create_app(
+    models: dict[str, LoadedModel],
+    settings: ServeSettings | None = None,
+    load_seconds: dict[str, float] | None = None,
+    on_ready=None,
+) -> FastAPI:
+    """The HTTP service for `models` (name -> loaded model; the first is the default).
+
+    >>> import vggnet
+    >>> from fastapi.testclient import TestClient
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> model.pretrained_cfg = {"classes": ["ant", "bee", "cat"], "preprocess": vggnet.Preprocess(32, 32).to_dict()}
+    >>> app = vggnet.serve.create_app({"tiny": vggnet.load_for_inference(model, device="cpu")})
+    >>> with TestClient(app) as client:  # the lifespan warms the model up
+    ...     client.get("/v2/health/ready").status_code, client.get("/v2/models/tiny").json()["outputs"][0]["shape"]
+    (200, [-1, 3])
+
+    Args:
+        models: What to serve, by the name used in the routes.
+        settings: Batching, limits, API key, CORS (defaults: `ServeSettings()`).
+        load_seconds: Seconds each model took to load, for the `vggnet_model_load_seconds` metric.
+        on_ready: Called once every model has run its warm-up batch (`vggnet serve` prints its ready line).
+    """
+    settings = settings or ServeSettings()
+    telemetry = Telemetry()
+    server = ModelServer(models, settings, telemetry, load_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await server.start()
+        if on_ready is not None:
+            on_ready()
+        try:
+            yield
+        finally:
+            server.drain()
+            await server.close()
+
+    app = FastAPI(
+        title="vggnet",
+        version=__version__,
+        summary="VGG image classification: the Open Inference Protocol (KServe v2) and plain routes.",
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    app.include_router(kserve.router)
+    app.include_router(routes.router)
+    for kind in (StarletteHTTPException, HTTPException):
+        app.add_exception_handler(kind, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    # add_middleware wraps what is there: the last added is the outermost.
+    app.add_middleware(_Wrap, wrap=lambda inner: limit_uploads(inner, settings.max_upload_bytes))
+    if settings.api_key:
+        app.add_middleware(_Wrap, wrap=lambda inner: require_api_key(inner, settings.api_key))
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Server-Timing", "X-Class", "X-Probability"],
+        )
+    app.add_middleware(_Wrap, wrap=telemetry.middleware)
+    return app
+
+
+class _Wrap:
+    """Starlette's middleware signature (a class called with the inner app) for a function that wraps an app."""
+
+    def __init__(self, app, wrap) -> None:
+        self.app = wrap(app)
+
+    async def __call__(self, scope, receive, send):
+        await self.app(scope, receive, send)
+
+
+async def _http_error(request: Request, error: StarletteHTTPException):
+    return error_response(error.status_code, str(error.detail), getattr(error, "headers", None))
+
+
+async def _validation_error(request: Request, error: RequestValidationError):
+    """422 naming each bad field: `query topk: Input should be greater than or equal to 1`."""
+    problems = []
+    for problem in error.errors():
+        where = " ".join(str(part) for part in problem.get("loc", ()))
+        problems.append(f"{where}: {problem.get('msg', 'invalid')}")
+    return error_response(422, "; ".join(problems) or "invalid request")

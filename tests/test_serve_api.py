@@ -3,12 +3,14 @@ upload limit and the full queue. Answers are checked against independent referen
 records, the model's own forward for tensors, `vggnet.grad_cam` for the explained class, PIL for the PNG."""
 
 import base64
+import dataclasses
 import io
 import re
 import struct
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote
 
 import pytest
 import torch
@@ -226,9 +228,19 @@ def test_explain_returns_the_grad_cam_overlay(client, loaded, class_images, rout
         response = client.post(route, params=params, content=class_images[0].read_bytes())
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     assert response.headers["X-Class"] == reference.class_name
+    assert int(response.headers["X-Class-Index"]) == reference.class_index
     assert float(response.headers["X-Probability"]) == pytest.approx(reference.probability, abs=1e-3)
     overlay = Image.open(io.BytesIO(response.content))
     assert overlay.format == "PNG" and overlay.width == overlay.height >= 224
+
+
+def test_explain_sends_any_class_name_intact(loaded, class_images):
+    """Header values are Latin-1: a class name outside it arrives percent-encoded, and decodes to itself."""
+    names = ["蚂蚁", "abeille à miel", "cat/dog 100%"]
+    with served(dataclasses.replace(loaded, classes=names)) as client:
+        for index, name in enumerate(names):
+            response = client.post("/explain", params={"class": index}, content=class_images[0].read_bytes())
+            assert response.status_code == 200 and unquote(response.headers["X-Class"]) == name
 
 
 @pytest.mark.parametrize("target", ["nope", "7"])
@@ -323,6 +335,39 @@ def test_a_body_over_the_upload_limit_is_413(loaded, class_images):
             response = client.post("/predict", **body)
             assert response.status_code == 413  # not 400: the body was never decoded
             assert "--max-upload-mb" in response.json()["error"]
+
+
+def test_readiness_is_503_until_the_warm_up_in_the_background_is_done(loaded):
+    """As `vggnet serve` runs it: answering at once, ready only once the warm-up batch (held here behind a busy
+    model thread) has run."""
+    release = threading.Event()
+    app = create_app({"a": loaded}, warm_up_in_background=True)
+    app.state.server.get("a").executor.submit(release.wait)
+    try:
+        with TestClient(app) as client:
+            assert client.get("/v2/health/live").status_code == 200
+            for route in ("/v2/health/ready", "/v2/models/a/ready"):
+                response = client.get(route)
+                assert response.status_code == 503 and "warming up: a" in response.json()["error"]
+            release.set()
+            wait_for(lambda: client.get("/v2/health/ready").status_code == 200, "the warm-up batch")
+            assert client.get("/v2/models/a/ready").status_code == 200
+    finally:
+        release.set()
+
+
+def test_a_failed_warm_up_in_the_background_is_reported_and_never_ready(loaded):
+    failures = []
+    app = create_app({"a": loaded}, warm_up_in_background=True, on_failure=failures.append)
+
+    def broken(images):
+        raise RuntimeError("out of memory")
+
+    app.state.server.get("a").runner = broken
+    with TestClient(app) as client:
+        wait_for(lambda: failures, "the warm-up failure")
+        assert [str(error) for error in failures] == ["out of memory"]
+        assert client.get("/v2/health/ready").status_code == 503
 
 
 def test_a_full_queue_is_503_with_retry_after(loaded, class_images):

@@ -5,8 +5,10 @@ CORS (when origins are allowed), the API key (when set), the upload limit, then 
 Inference Protocol; `routes`: the plain routes and the page). Every error answers `{"error": "..."}`.
 """
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,15 +30,19 @@ def create_app(
     models: dict[str, LoadedModel],
     settings: ServeSettings | None = None,
     load_seconds: dict[str, float] | None = None,
-    on_ready=None,
+    *,
+    warm_up_in_background: bool = False,
+    on_ready: Callable[[], None] | None = None,
+    on_failure: Callable[[BaseException], None] | None = None,
 ) -> FastAPI:
     """The HTTP service for `models` (name -> loaded model; the first is the default).
 
     >>> import vggnet
     >>> from fastapi.testclient import TestClient
+    >>> from vggnet.serve import create_app
     >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
     >>> model.pretrained_cfg = {"classes": ["ant", "bee", "cat"], "preprocess": vggnet.Preprocess(32, 32).to_dict()}
-    >>> app = vggnet.serve.create_app({"tiny": vggnet.load_for_inference(model, device="cpu")})
+    >>> app = create_app({"tiny": vggnet.load_for_inference(model, device="cpu")})
     >>> with TestClient(app) as client:  # the lifespan warms the model up
     ...     client.get("/v2/health/ready").status_code, client.get("/v2/models/tiny").json()["outputs"][0]["shape"]
     (200, [-1, 3])
@@ -45,20 +51,38 @@ def create_app(
         models: What to serve, by the name used in the routes.
         settings: Batching, limits, API key, CORS (defaults: `ServeSettings()`).
         load_seconds: Seconds each model took to load, for the `vggnet_model_load_seconds` metric.
+        warm_up_in_background: Start answering at once and run the warm-up batches behind (readiness is 503 until
+            they are done: what a server behind probes wants), rather than warming up before the first answer
+            (what a test client wants).
         on_ready: Called once every model has run its warm-up batch (`vggnet serve` prints its ready line).
+        on_failure: Called with the error if a warm-up batch fails in the background (`vggnet serve` stops).
     """
     settings = settings or ServeSettings()
     telemetry = Telemetry()
     server = ModelServer(models, settings, telemetry, load_seconds)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        await server.start()
+    async def warm_up() -> None:
+        try:
+            await server.start()
+        except Exception as error:
+            if not warm_up_in_background or on_failure is None:
+                raise
+            logger.error("the warm-up batch failed: %s", error)
+            on_failure(error)
+            return
         if on_ready is not None:
             on_ready()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        warming = asyncio.get_running_loop().create_task(warm_up())
+        if not warm_up_in_background:
+            await warming
         try:
             yield
         finally:
+            warming.cancel()
+            await asyncio.gather(warming, return_exceptions=True)
             server.drain()
             await server.close()
 
@@ -84,7 +108,7 @@ def create_app(
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["Server-Timing", "X-Class", "X-Probability"],
+            expose_headers=["Server-Timing", "X-Class", "X-Class-Index", "X-Probability"],
         )
     app.add_middleware(_Wrap, wrap=telemetry.middleware)
     return app

@@ -93,6 +93,10 @@ class DynamicBatcher:
         self.flush()
         if self._task is not None:
             await self._task
+        for _, future in self._waiting:  # never started (the server stopped while warming up)
+            if not future.done():
+                future.set_exception(RuntimeError("the server stopped before this request ran"))
+        self._waiting.clear()
 
     async def submit(self, images: torch.Tensor) -> torch.Tensor:
         """The outputs for `images` (n, 3, H, W), in order, once their batches have run.

@@ -10,6 +10,7 @@ Predictions are `vggnet predict --format json`'s records, the upload's file name
 
 import io
 from importlib import resources
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -89,7 +90,8 @@ async def predict_default(request: Request, topk: int | None = _TOPK):
 
 @router.post("/v1/models/{name}/explain", tags=["explain"], response_class=Response, openapi_extra=_EXPLAIN_BODY)
 async def explain(name: str, request: Request, class_: str | None = _CLASS):
-    """The Grad-CAM overlay of one image as a PNG (headers X-Class and X-Probability say what it explains)."""
+    """The Grad-CAM overlay of one image as a PNG; headers say what it explains: X-Class (the class name,
+    percent-encoded), X-Class-Index and X-Probability."""
     return await _explain(request, name, class_)
 
 
@@ -120,7 +122,12 @@ async def _explain(request: Request, name: str | None, target: str | None) -> Re
         raise HTTPException(400, str(error).replace("--class", "class")) from None
     png = io.BytesIO()
     cam_overlay(result).save(png, format="PNG")
-    headers = {"X-Class": result.class_name, "X-Probability": f"{result.probability:.6f}"}
+    # Header values are Latin-1: a class name is sent percent-encoded (UTF-8), so that any name arrives intact.
+    headers = {
+        "X-Class": quote(result.class_name, safe=" "),
+        "X-Class-Index": str(result.class_index),
+        "X-Probability": f"{result.probability:.6f}",
+    }
     return Response(png.getvalue(), media_type="image/png", headers=headers)
 
 

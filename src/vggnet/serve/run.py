@@ -50,8 +50,9 @@ def serve(
     port: int = 8000,
     load_seconds: dict[str, float] | None = None,
 ) -> None:
-    """Serve `models` on `host`:`port` (0: a free port) until SIGTERM or Ctrl-C. Prints
-    `vggnet serve: ready on http://HOST:PORT/ (models: ...)` on stderr once every model has run its warm-up batch.
+    """Serve `models` on `host`:`port` (0: a free port) until SIGTERM or Ctrl-C. The server answers at once
+    (readiness 503) and prints `vggnet serve: ready on http://HOST:PORT/ (models: ...)` on stderr once every model
+    has run its warm-up batch.
 
     Raises:
         ValueError: the address cannot be bound (in use, or not this machine's).
@@ -61,16 +62,28 @@ def serve(
     bound_port = listener.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{bound_port}/"
-    state = {"ready": False}
+    state: dict = {"ready": False, "failure": None, "signalled": False}
 
     def on_ready() -> None:
         state["ready"] = True
         print(f"vggnet serve: ready on {url} (models: {', '.join(models)})", file=sys.stderr, flush=True)
 
-    app = create_app(models, settings, load_seconds, on_ready)
+    def on_failure(error: BaseException) -> None:
+        state["failure"] = error
+        server.should_exit = True
+
+    def on_signal() -> None:
+        state["signalled"] = True
+        app.state.server.drain()
+
+    app = create_app(models, settings, load_seconds, warm_up_in_background=True, on_ready=on_ready,
+                     on_failure=on_failure)  # fmt: skip
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACE_SECONDS)
-    _GracefulServer(config, on_exit=app.state.server.drain).run(sockets=[listener])
-    if not state["ready"]:
+    server = _GracefulServer(config, on_exit=on_signal)
+    server.run(sockets=[listener])
+    if state["failure"] is not None:
+        raise RuntimeError(f"the models' warm-up batch failed: {state['failure']}") from state["failure"]
+    if not state["ready"] and not state["signalled"]:
         raise RuntimeError("the server stopped before it was ready; the messages above say why")
 
 

@@ -13,7 +13,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 import vggnet
 from vggnet.data import Preprocess, load_rgb
 from vggnet.infer.evaluate import evaluate
-from vggnet.infer.visualize import feature_grid, grad_cam, save_grad_cam
+from vggnet.infer.visualize import GradCam, cam_overlay, feature_grid, grad_cam, save_grad_cam
 from vggnet.plots import plot_results
 
 PERCEPTUAL_LAYERS = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
@@ -157,6 +157,21 @@ def test_grad_cam_of_a_small_input_shows_it_enlarged_beside_the_overlay(trained,
     assert f"class 'bee' is (probability {result.probability:.3f})" in figure.get_suptitle()
     assert image.name in figure.get_suptitle() and result.layer in right.get_title()
     assert width > 1.5 * height and height > 224  # two panels, each larger than the 32x32 input
+
+
+def test_the_cam_overlay_blends_the_enlarged_view_with_the_jet_heat_map():
+    from matplotlib import colormaps
+
+    view = torch.rand(3, 32, 32)
+    result = GradCam(torch.tensor([[0.0, 1.0], [0.5, 0.25]]), 0, "ant", 0.9, view, "relu5_2", "x.png", "vgg11")
+    plain = np.asarray(cam_overlay(result, alpha=0.0), dtype=np.float64) / 255
+    assert plain.shape == (224, 224, 3)  # at least 224 a side, each input pixel a 7x7 block
+    np.testing.assert_allclose(plain[3::7, 3::7], view.permute(1, 2, 0).numpy(), atol=0.5 / 255 + 1e-6)
+    heat = np.asarray(cam_overlay(result, alpha=1.0), dtype=np.float64) / 255
+    for (row, column), value in {(0, 0): 0.0, (0, -1): 1.0, (-1, 0): 0.5, (-1, -1): 0.25}.items():
+        np.testing.assert_allclose(heat[row, column], colormaps["jet"](value)[:3], atol=0.5 / 255 + 1e-6)
+    half = np.asarray(cam_overlay(result, alpha=0.5), dtype=np.float64) / 255
+    np.testing.assert_allclose(half, (plain + heat) / 2, atol=1 / 255 + 1e-6)
 
 
 def test_results_mark_the_best_epoch_with_whole_epochs_and_a_legend_off_the_curves(tmp_path, saved_figures):

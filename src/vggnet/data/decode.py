@@ -45,8 +45,6 @@ def decode_image(data: bytes, name: str, min_size: int | None = None) -> Image.I
     Traceback (most recent call last):
     vggnet.data.decode.UnreadableImageError: notes.txt: not an image PIL can read
     """
-    if not data:
-        raise UnreadableImageError(name, "an empty file")
     return _decode(io.BytesIO(data), name, min_size)
 
 

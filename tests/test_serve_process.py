@@ -153,3 +153,13 @@ def test_a_model_that_fails_to_load_stops_the_server_as_predict_does(tmp_path, c
     assert serve_code == predict_code == 2
     assert serve_message.removeprefix("vggnet serve: ") == predict_message.removeprefix("vggnet predict: ")
     assert serve_message.startswith("vggnet serve: error: ") and checkpoint in serve_message
+
+
+@pytest.mark.parametrize("package", ["fastapi", "uvicorn", "python_multipart", "prometheus_client"])
+def test_serve_without_the_serve_extra_names_it(trained, monkeypatch, capsys, package):
+    from vggnet.cli import main
+
+    monkeypatch.setitem(sys.modules, package, None)  # what an import of a package that is not installed meets
+    assert main(["serve", "--model", str(trained[0])]) == 1
+    err = capsys.readouterr().err
+    assert f"vggnet serve needs {package}: pip install 'vggnet[serve]'" in err and "Traceback" not in err

@@ -55,7 +55,7 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
 def _run_serve(args: argparse.Namespace) -> None:
     from ..extras import require
 
-    for module in ("fastapi", "uvicorn", "multipart", "prometheus_client"):
+    for module in ("fastapi", "uvicorn", "python_multipart", "prometheus_client"):
         require(module, "serve", "vggnet serve")
     from ..serve.run import serve
     from ..serve.settings import ServeSettings

@@ -19,19 +19,31 @@ def atomic_write_text(path: Path, text: str) -> None:
     _write_atomically(Path(path), lambda f: f.write(text), binary=False)
 
 
+def temporary_path(path: Path) -> Path:
+    """Where a file for `path` is written before `commit` renames it: a hidden name in the same folder (readers of
+    the folder, such as Parquet datasets, skip names that start with a dot)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def commit(temporary: Path, path: Path) -> None:
+    """Make a fully written `temporary` (see `temporary_path`) the file `path`: fsync it, rename it over `path`,
+    fsync the folder (so that the rename itself is durable)."""
+    with open(temporary, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
 def _write_atomically(path: Path, write: Callable[[IO], object], binary: bool) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = temporary_path(path)
     try:
         with open(temporary, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
+        commit(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)

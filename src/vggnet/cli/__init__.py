@@ -12,6 +12,7 @@ answers at once.
 - `parser`: `CommandParser`, argparse with whole flags only and one-line usage errors
 - `training`: `train` (flags made from `TrainConfig`'s fields) and `data`
 - `inference`: `eval`, `predict`, `embed`, `features`, `explain`, `export`, `quantize`
+- `streaming`: inputs from lists and tables, and `--out DIR.parquet`, for `predict` and `embed`
 - `serve`: `serve`, the HTTP service
 - `measure`: `summary`, `models` and `benchmark`
 """

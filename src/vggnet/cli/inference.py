@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..choices import DEVICES, EXPORT_FORMATS, INFERENCE_BATCH_SIZE, PRECISIONS
+from .streaming import add_input_arguments, inputs_of, run_stream, streams
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, precision: bool = True) -> None:
@@ -100,9 +101,10 @@ def add_predict(commands: argparse._SubParsersAction) -> None:
         epilog="example: vggnet predict --model vgg16 --pretrained imagenet cat.jpg 'photos/*.jpg' --topk 3",
     )
     _add_model_arguments(parser)
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
+    add_input_arguments(parser)
     parser.add_argument("--topk", type=int, default=5, help="predictions per image (5)")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (table)")
+    parser.add_argument("--out", metavar="DIR.parquet", help="stream the rows into Parquet shards (resumable)")
     parser.add_argument("--save-viz", metavar="DIR", help="also write each image with its predictions drawn on it")
     parser.add_argument("--compile", action="store_true", help="torch.compile first (a one-time cost)")
     _add_batch_arguments(parser)
@@ -113,9 +115,15 @@ def _run_predict(args: argparse.Namespace) -> int:
     from ..infer.predict import predict
     from ..infer.records import render_records
 
+    if args.out is not None:
+        if not streams(args):
+            raise ValueError(f"--out {args.out} must name a folder ending in .parquet (or leave --out out to print)")
+        if args.save_viz:
+            raise ValueError("--save-viz draws printed predictions; drop it with --out DIR.parquet")
+        return run_stream(args, _inference_options(args), topk=args.topk)
     records = predict(
         args.model,
-        args.paths,
+        inputs_of(args),
         **_inference_options(args),
         topk=args.topk,
         compile=args.compile,
@@ -133,20 +141,23 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def add_embed(commands: argparse._SubParsersAction) -> None:
-    """Add `vggnet embed`: one feature vector per image, saved as .npz."""
+    """Add `vggnet embed`: one feature vector per image, saved as .npz or streamed into Parquet shards."""
     parser = commands.add_parser(
         "embed",
-        help="one feature vector per image, saved as .npz",
+        help="one feature vector per image, saved as .npz or streamed into Parquet shards",
         description="Compute a feature vector per image at --layer (default: the input of the last layer, relu7 "
-        "for the classic head) and save features, paths and layer to an .npz file. Spatial layers are "
-        "global-average-pooled.",
+        "for the classic head) and save features, paths and layer to an .npz file, or stream them into the "
+        "Parquet shards of --out DIR.parquet (one row per input, resumable: run the same command again after a "
+        "stop). Spatial layers are global-average-pooled.",
         epilog="example: vggnet embed --model runs/train/exp/best.pt photos/ --layer pool5 --normalize --out f.npz",
     )
     _add_model_arguments(parser)
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
+    add_input_arguments(parser)
     parser.add_argument("--layer", help="canonical layer name (relu7, fc7, pool5, ...)")
     parser.add_argument("--normalize", action="store_true", help="scale each vector to unit L2 norm")
-    parser.add_argument("--out", required=True, metavar="FILE.npz", help="where to save")
+    parser.add_argument(
+        "--out", required=True, metavar="FILE.npz|DIR.parquet", help="where to save (.parquet: streamed, resumable)"
+    )
     _add_batch_arguments(parser)
     parser.set_defaults(run=_run_embed)
 
@@ -154,9 +165,11 @@ def add_embed(commands: argparse._SubParsersAction) -> None:
 def _run_embed(args: argparse.Namespace) -> int:
     from ..infer.embed import embed
 
+    if streams(args):
+        return run_stream(args, _inference_options(args), layer=args.layer, normalize=args.normalize)
     embeddings = embed(
         args.model,
-        args.paths,
+        inputs_of(args),
         **_inference_options(args),
         layer=args.layer,
         normalize=args.normalize,

@@ -52,6 +52,39 @@ def default_layer(model: VGG) -> str:
     return "relu7" if model.head == "classic" else "flatten"
 
 
+class Embedder:
+    """Feature vectors of preprocessed batches at one layer (default: `default_layer`), optionally scaled to unit
+    L2 norm: what `embed` and the streaming engine run.
+
+    >>> import torch, vggnet
+    >>> model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    >>> embedder = Embedder(vggnet.load_for_inference(model, device="cpu"), layer="pool5")
+    >>> embedder.layer, tuple(embedder(torch.zeros(2, 3, 32, 32)).shape)  # pool5 is averaged over its map
+    ('pool5', (2, 64))
+
+    Raises:
+        ValueError: an int8 model, or a layer the model does not have (the message names the ones it has).
+    """
+
+    def __init__(self, loaded: LoadedModel, layer: str | None = None, normalize: bool = False) -> None:
+        network = require_vgg(loaded, "embed")
+        self.layer = layer or default_layer(network)
+        network.get_layer(self.layer)  # raises for a layer this model does not have, naming the ones it has
+        self.loaded, self.normalize = loaded, normalize
+        self.runner = InferenceRunner(loaded, fold=False)  # conv* layers stay the convolutions' own outputs
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(n, d) float32 vectors on the CPU for a batch of preprocessed images."""
+        with torch.no_grad():
+            features = extract_features(self.runner.model, self.runner.prepare_input(images), [self.layer])
+        features = features[self.layer].float()
+        if features.ndim == 4:
+            features = features.mean(dim=(2, 3))
+        if self.normalize:
+            features = torch.nn.functional.normalize(features, dim=1)
+        return features.cpu()
+
+
 def embed(
     model: str | Path | VGG | LoadedModel,
     inputs: list[str | Path],
@@ -81,27 +114,17 @@ def embed(
         RuntimeError: not one input gave an image (an empty folder, missing or unreadable files); the message
             names the inputs and why.
     """
-    loaded = load_for_inference(model, pretrained, device, precision)
-    require_vgg(loaded, "embed")
-    layer = layer or default_layer(loaded.model)
-    loaded.model.get_layer(layer)  # raises for a layer this model does not have, naming the ones it has
-    batches = InputBatches(loaded, inputs, batch_size, workers, progress, "embed")
-    runner = InferenceRunner(loaded, fold=False)  # conv* layers stay the convolutions' own outputs
+    embedder = Embedder(load_for_inference(model, pretrained, device, precision), layer, normalize)
+    batches = InputBatches(embedder.loaded, inputs, batch_size, workers, progress, "embed")
     rows: dict[int, torch.Tensor] = {}
     for positions, images in batches:
-        with torch.no_grad():
-            features = extract_features(runner.model, runner.prepare_input(images), [layer])[layer].float()
-        if features.ndim == 4:
-            features = features.mean(dim=(2, 3))
-        if normalize:
-            features = torch.nn.functional.normalize(features, dim=1)
-        rows.update(zip(positions, features.cpu(), strict=True))
+        rows.update(zip(positions, embedder(images), strict=True))
     errors = [{"path": batches.paths[p], "error": reason} for p, reason in sorted(batches.errors.items())]
     if not rows:  # nothing to save: an empty .npz would look like a result
         raise RuntimeError(f"no images were found in {_listing(inputs)}{_reasons(errors)}; nothing was written")
     order = sorted(rows)
     matrix = torch.stack([rows[p] for p in order]).numpy()
-    return Embeddings(matrix.astype(np.float32), [batches.paths[p] for p in order], layer, errors)
+    return Embeddings(matrix.astype(np.float32), [batches.paths[p] for p in order], embedder.layer, errors)
 
 
 def _listing(items: list, shown: int = 3) -> str:

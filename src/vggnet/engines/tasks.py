@@ -1,0 +1,78 @@
+"""What a batch job computes per image, and the Parquet columns it writes: `PredictTask` (the top-k classes) and
+`EmbedTask` (a feature vector). Every row also has `path` and `error` (null unless the input failed, and then the
+task's own columns are null)."""
+
+import torch
+
+from ..extras import require
+from ..infer.embed import Embedder
+from ..infer.predict import top_classes
+from ..infer.runner import InferenceRunner
+from ..infer.source import LoadedModel
+
+
+def _arrow():
+    return require("pyarrow", "parquet", "Parquet output")
+
+
+class PredictTask:
+    """`top_class`, `top_index` and `top_prob` lists per image, most probable first: `predict`'s records as
+    columns."""
+
+    name = "predict"
+
+    def __init__(self, loaded: LoadedModel, topk: int = 5) -> None:
+        if topk < 1:
+            raise ValueError(f"--topk must be at least 1, got {topk}")
+        self.loaded, self.classes = loaded, loaded.classes
+        self.topk = min(topk, len(self.classes))
+        self.runner = InferenceRunner(loaded)
+
+    def settings(self) -> dict:
+        return {"topk": self.topk}
+
+    def columns(self) -> dict:
+        pa = _arrow()
+        return {
+            "top_class": pa.list_(pa.string()),
+            "top_index": pa.list_(pa.int32()),
+            "top_prob": pa.list_(pa.float32()),
+        }
+
+    def metadata(self) -> dict:
+        return {"task": self.name, "topk": self.topk, "classes": self.classes}
+
+    def __call__(self, images: torch.Tensor) -> dict:
+        tops = top_classes(self.runner(images), self.classes, self.topk)
+        return {
+            "top_class": [[entry["class"] for entry in top] for top in tops],
+            "top_index": [[entry["index"] for entry in top] for top in tops],
+            "top_prob": [[entry["prob"] for entry in top] for top in tops],
+        }
+
+
+class EmbedTask:
+    """`embedding`, a fixed-size float32 list per image (`layer` and `dim` in the file metadata)."""
+
+    name = "embed"
+
+    def __init__(self, loaded: LoadedModel, layer: str | None = None, normalize: bool = False) -> None:
+        self.loaded = loaded
+        self.embedder = Embedder(loaded, layer, normalize)
+        size = loaded.preprocess.img_size
+        self.dim = self.embedder(torch.zeros(1, 3, size, size)).shape[1]
+
+    def settings(self) -> dict:
+        return {"layer": self.embedder.layer, "normalize": self.embedder.normalize}
+
+    def columns(self) -> dict:
+        pa = _arrow()
+        return {"embedding": pa.list_(pa.float32(), self.dim)}
+
+    def metadata(self) -> dict:
+        return {"task": self.name, "layer": self.embedder.layer, "dim": self.dim, "normalize": self.embedder.normalize}
+
+    def __call__(self, images: torch.Tensor) -> dict:
+        pa = _arrow()
+        vectors = self.embedder(images).numpy()
+        return {"embedding": pa.FixedSizeListArray.from_arrays(vectors.reshape(-1), self.dim)}

@@ -28,7 +28,6 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import re
 import resource
 import signal
@@ -45,10 +44,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import torch
-from PIL import Image
+from workload import cpu_name, make_checkpoint, make_images
 
 import vggnet
-from vggnet.training.checkpoint import model_checkpoint
 
 THROUGHPUT_TARGET = 0.85  # of the in-process batched rate, at concurrency 32 with batching on
 LATENCY_TARGET = 1.25  # times the in-process batch-1 latency, p50 at concurrency 1 with batching on
@@ -57,43 +55,6 @@ CEILING_IMAGES, CEILING_CALLS = 64, 32  # the in-process images at batch 8, and 
 MODES = {"on": [], "off": ["--max-batch-size", "1"]}  # dynamic batching: the default flags, or one image a batch
 READY = re.compile(r"vggnet serve: ready on (http://\S+?)/? ")
 BOUNDARY = "vggnet-benchmark-boundary"
-
-
-def cpu_name() -> str:
-    """The CPU's model name (as `lscpu` shows it), or what `platform` knows."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else platform.machine()
-
-
-def make_checkpoint(folder: Path) -> Path:
-    """A random-weights vgg11 at 224 px, width 1/2, compact head, ten classes (about 25 ms an image on two AMD EPYC
-    cores), saved as a vggnet checkpoint: `predict` and `serve` read its classes and preprocessing from it."""
-    model = vggnet.create_model("vgg11", num_classes=10, head="compact", width_mult=0.5)
-    preprocess = vggnet.Preprocess(224, 256).to_dict()
-    runtime = {"device": "cpu", "precision": "fp32"}
-    content = model_checkpoint(model, [f"class{i}" for i in range(10)], preprocess, {}, 0, {}, runtime)
-    path = folder / "vgg11_random.pt"
-    torch.save(content, path)
-    return path
-
-
-def make_images(folder: Path, count: int = 12) -> list[Path]:
-    """`count` distinct photo-like 500x375 JPEGs (smooth colour gradients with grain), ImageNet's typical size."""
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:375, 0:500] / 500.0
-    paths = []
-    for number in range(count):
-        a, b, c = rng.uniform(0, 255, size=(3, 3))
-        pixels = np.stack([a[i] * x + b[i] * y + c[i] * x * y for i in range(3)], axis=-1)
-        pixels = np.clip(pixels + rng.normal(0, 12, size=pixels.shape), 0, 255).astype(np.uint8)
-        path = folder / f"photo_{number:02d}.jpg"
-        Image.fromarray(pixels).save(path, quality=90)
-        paths.append(path)
-    return paths
 
 
 def in_process(predictor: vggnet.Predictor, images: list[Path]) -> dict:

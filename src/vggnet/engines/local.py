@@ -4,9 +4,9 @@
     vggnet predict --model runs/train/exp/best.pt --list crawl.parquet --path-column url_path --out labels.parquet
 
 Images are decoded in `workers` processes (a DataLoader) while the model runs; rows go to the current shard's file
-batch by batch, so memory holds a few batches and the list of paths, never the results. Each shard is committed when complete
-(`shards.ParquetShards`); a run that stops, by a crash or Ctrl-C, loses at most the shard it was writing, and the
-same command run again skips the shards already written.
+batch by batch, so memory holds a few batches and the list of paths, never the results. Each shard is committed
+when complete (`shards.ParquetShards`); a run that stops, by a crash or Ctrl-C, loses at most the shard it was
+writing, and the same command run again skips the shards already written.
 """
 
 import json

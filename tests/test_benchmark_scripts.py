@@ -1,0 +1,51 @@
+"""The benchmark scripts run end to end on short settings and report figures that hang together. The figures are
+wall-clock measurements, so whether they meet their targets is not asserted here (a short run on a busy machine
+may miss); that the verdict follows from the figures is."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.slow
+def test_the_serve_benchmark_reports_every_run_and_target(trained):
+    command = [sys.executable, str(BENCHMARKS / "serve.py"), "--model", str(trained[0]), "--requests", "32",
+               "--format", "json"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stderr  # 1: a target missed
+    report = json.loads(done.stdout)
+    assert sorted(report["runs"]) == ["off", "on"]
+    for runs in report["runs"].values():
+        assert [run["concurrency"] for run in runs] == [1, 8, 32]
+        for run in runs:
+            assert run["images_per_s"] > 0 and 0 < run["p50_ms"] <= run["p90_ms"] <= run["p99_ms"]
+            assert run["server_p50_ms"] <= run["p50_ms"]  # the server's own time is part of the client's
+            ceiling = run["in_process"]
+            assert run["rate_ratio"] == pytest.approx(run["images_per_s"] / ceiling["batched_images_per_s"])
+            assert run["p50_ratio"] == pytest.approx(run["p50_ms"] / ceiling["batch1_latency_ms"])
+    targets = {target["target"]: target for target in report["targets"]}
+    assert len(targets) == 2
+    for name, target in targets.items():
+        within = target["ratio"] >= 0.85 if name.startswith("images/s") else target["ratio"] <= 1.25
+        assert target["pass"] == within
+    assert (done.returncode == 0) == all(target["pass"] for target in targets.values())
+
+
+@pytest.mark.slow
+def test_the_stream_benchmark_reports_throughput_and_memory():
+    command = [sys.executable, str(BENCHMARKS / "stream.py"), "--images", "64", "--small", "100", "--large", "300",
+               "--workers", "0", "--format", "json"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stderr
+    report = json.loads(done.stdout)
+    rates, memory = report["images_per_s"], report["peak_memory_mb"]
+    assert rates["in_process"] > 0 and rates["stream"] > 0 and sorted(memory) == ["100", "300"]
+    assert report["rate_ratio"] == pytest.approx(rates["stream"] / rates["in_process"])
+    assert report["memory_ratio"] == pytest.approx(memory["300"] / memory["100"])
+    assert report["pass"] == (report["rate_ratio"] >= 0.9 and report["memory_ratio"] <= 1.1)
+    assert done.returncode == (0 if report["pass"] else 1)

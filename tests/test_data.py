@@ -1,6 +1,7 @@
 """Dataset folders, robust decoding, transforms and the built-in digits."""
 
 import io
+import os
 import struct
 import subprocess
 import sys
@@ -215,6 +216,36 @@ def test_unreadable_files_raise_a_clear_error(bad_files):
         load_rgb(bad[3])
     found = find_unreadable([good, *bad], workers=2)
     assert sorted(e.path for e in found) == sorted(str(p) for p in bad)
+
+
+def test_the_scan_index_decodes_only_what_is_new_or_changed(tmp_path, monkeypatch):
+    from vggnet.data import decode
+
+    paths = sorted(write_image_folder(tmp_path / "data", per_class=2, split=False).rglob("*.png"))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    paths.append(bad)
+    decoded, real = [], decode.load_rgb
+    monkeypatch.setattr(decode, "load_rgb", lambda path, min_size=None: decoded.append(path) or real(path, min_size))
+    index = tmp_path / "index.json"
+
+    first = find_unreadable(paths, index=index)
+    assert [error.path for error in first] == [str(bad)] and sorted(decoded) == sorted(paths)
+    decoded.clear()
+    again = find_unreadable(paths, index=index)  # nothing changed: every verdict from the index
+    assert decoded == [] and [(e.path, e.reason) for e in again] == [(e.path, e.reason) for e in first]
+
+    Image.new("RGB", (9, 9), "teal").save(bad)  # repaired: a new size
+    os.utime(paths[0], ns=(paths[0].stat().st_atime_ns, paths[0].stat().st_mtime_ns + 10**9))  # touched
+    added = tmp_path / "added.png"
+    Image.new("RGB", (9, 9), "navy").save(added)
+    decoded.clear()
+    assert find_unreadable([*paths, added], index=index) == []
+    assert sorted(decoded) == sorted([paths[0], bad, added])  # no stale verdict trusted
+
+    index.write_text("{damaged")  # an index that cannot be read is rebuilt, never trusted
+    decoded.clear()
+    assert find_unreadable(paths, index=index) == [] and sorted(decoded) == sorted(paths)
 
 
 def test_dataset_skips_unreadable_files(bad_files):

@@ -2,6 +2,7 @@
 
 import csv
 import functools
+import json
 import os
 import signal
 
@@ -15,6 +16,7 @@ from vggnet import atomic as checkpoint_module
 from vggnet.cli import main
 from vggnet.data import ImageListDataset, Preprocess, load_rgb
 from vggnet.training import TrainConfig, TrainingInterrupted, loop, train
+from vggnet.training.setup import scan_index
 
 
 def read_rows(run_dir):
@@ -298,6 +300,17 @@ def test_unreadable_images_are_skipped_or_refused(image_folder, tmp_path, caplog
     assert not (tmp_path / "runs").exists()
     result = tiny_train(image_folder, tmp_path / "runs", epochs=1)
     assert "skipping 2 unreadable image(s)" in caplog.text and "broken.png" in caplog.text
+    verdicts = json.loads(scan_index(image_folder).read_text())["files"]  # what the next run trusts
+    assert len(verdicts) == len(list(image_folder.rglob("*.*")))
+    bad = [image_folder / "train" / "ant" / "broken.png", image_folder / "val" / "bee" / "empty.jpg"]
+    assert {path for path, (_, _, reason) in verdicts.items() if reason} == {str(path) for path in bad}
+    caplog.clear()  # --no-check: no check before training; each bad file is skipped when a batch reads it
+    tiny_train(image_folder, tmp_path / "runs", epochs=1, no_check=True)
+    assert "skipping 2 unreadable image(s)" not in caplog.text
+    assert "skipped unreadable image" in caplog.text and "broken.png" in caplog.text
+    with pytest.raises(ValueError, match="--strict refuses unreadable images, which --no-check does not look for"):
+        tiny_train(image_folder, tmp_path / "others", strict=True, no_check=True)
+    assert not (tmp_path / "others").exists()
     assert result.metrics["epoch"] == 1
 
 

@@ -3,7 +3,7 @@ Imports nothing from `vggnet.models`: the weights describe their preprocessing w
 
 from .dataset import ImageListDataset, ImagePathDataset, collate_inference, collate_skipping_failures
 from .decode import UnreadableImageError, decode_image, find_unreadable, load_rgb
-from .digits import digits_folder, write_digits
+from .digits import default_cache_dir, digits_folder, write_digits
 from .folders import IMAGE_EXTENSIONS, DatasetSplits, discover_splits, evaluation_samples, list_images
 from .preprocess import Preprocess
 from .transforms import AUGMENTS
@@ -19,6 +19,7 @@ __all__ = [
     "collate_inference",
     "collate_skipping_failures",
     "decode_image",
+    "default_cache_dir",
     "digits_folder",
     "discover_splits",
     "evaluation_samples",

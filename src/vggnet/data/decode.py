@@ -7,12 +7,15 @@ decompression bombs (PIL's pixel limit), raise `UnreadableImageError` naming the
 """
 
 import io
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from ..atomic import atomic_write_text
 
 _WHITE = (255, 255, 255, 255)
 
@@ -104,9 +107,27 @@ def _scale_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-def find_unreadable(paths: list[Path], workers: int = 4) -> list[UnreadableImageError]:
+def find_unreadable(paths: list[Path], workers: int = 4, index: Path | None = None) -> list[UnreadableImageError]:
     """Decode every file (in threads: PIL releases the GIL while decoding) and return the failures. Large JPEGs
-    are decoded at reduced scale, which still reads (and so checks) all of their data."""
+    are decoded at reduced scale, which still reads (and so checks) all of their data.
+
+    Args:
+        index: A file that records each checked file's size, modification time and verdict (JSON, written
+            atomically). A file whose size and modification time match its record is not decoded again; any other
+            (new, changed) is, and the index is rewritten for exactly `paths`. None: check every file.
+    """
+    records = _read_index(index)
+    verdicts: dict[str, str | None] = {}
+    to_check, keys = [], {}
+    for path in paths:
+        stat = Path(path).stat() if Path(path).exists() else None
+        key = [stat.st_size, stat.st_mtime_ns] if stat else None
+        record = records.get(str(path))
+        if key is not None and isinstance(record, list) and len(record) == 3 and record[:2] == key:
+            verdicts[str(path)] = record[2]
+        else:
+            to_check.append(path)
+        keys[str(path)] = key
 
     def check(path: Path) -> UnreadableImageError | None:
         try:
@@ -116,4 +137,22 @@ def find_unreadable(paths: list[Path], workers: int = 4) -> list[UnreadableImage
         return None
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return [error for error in pool.map(check, paths) if error is not None]
+        for path, error in zip(to_check, pool.map(check, to_check), strict=True):
+            verdicts[str(path)] = None if error is None else error.reason
+    if index is not None:
+        files = {path: [*key, verdicts[path]] for path, key in keys.items() if key is not None}
+        index.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(index, json.dumps({"version": 1, "files": files}))
+    return [UnreadableImageError(path, verdicts[str(path)]) for path in paths if verdicts[str(path)] is not None]
+
+
+def _read_index(index: Path | None) -> dict[str, list]:
+    """The records of `index`; none when there is no index, or it cannot be read (it is then rebuilt)."""
+    if index is None or not index.is_file():
+        return {}
+    try:
+        content = json.loads(index.read_text(encoding="utf-8"))
+        files = content["files"] if content.get("version") == 1 else {}
+    except (ValueError, KeyError, AttributeError, TypeError):
+        return {}
+    return files if isinstance(files, dict) else {}

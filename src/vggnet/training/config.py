@@ -97,6 +97,9 @@ class TrainConfig:
     name: str = _setting("exp", "run name, numbered when taken: exp, exp2, ...")
     tensorboard: bool = _setting(False, "also write TensorBoard event files")
     strict: bool = _setting(False, "refuse unreadable images before training instead of skipping them")
+    no_check: bool = _setting(
+        False, "skip decoding every image before training (a bad file is then skipped, with a warning, when read)"
+    )
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -120,6 +123,8 @@ class TrainConfig:
             raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}; 0.1 is usual")
         if not 0 < self.crop_pct <= 1:
             raise ValueError(f"--crop-pct must be in (0, 1], got {self.crop_pct}; 0.875 is usual, 1 for no crop")
+        if self.strict and self.no_check:
+            raise ValueError("--strict refuses unreadable images, which --no-check does not look for: drop one")
         if self.weight_decay is not None and self.weight_decay < 0:
             raise ValueError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if not self.width_mult > 0:

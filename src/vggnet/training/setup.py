@@ -2,6 +2,7 @@
 schedule. The loop (`loop.py`) calls these once at the start of a run, with the validated `TrainConfig`.
 """
 
+import hashlib
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ from ..data import (
     ImageListDataset,
     Preprocess,
     collate_skipping_failures,
+    default_cache_dir,
     digits_folder,
     discover_splits,
     find_unreadable,
@@ -55,14 +57,19 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
 
 def prepare_data(config: TrainConfig) -> DatasetSplits:
     """The run's train and validation samples (the built-in digits without `data`), with unreadable images
-    skipped, or refused under `strict`. Prints the classes and their counts."""
+    skipped, or refused under `strict`; under `no_check`, not looked for (each is then skipped when read). Prints
+    the classes and their counts. Every image is decoded once: `scan_index` records the verdicts, and a later run on
+    the same folder decodes only the files that are new or changed."""
     root = Path(config.data).expanduser() if config.data is not None else digits_folder()
     splits = discover_splits(root, config.val_split, config.seed)
     sizes = f"{len(splits.classes)} classes, {len(splits.train)} train, {len(splits.val)} val"
     print(f"data {root} ({splits.layout}): {sizes}")
     if len(splits.classes) <= 30:
         print(splits.describe())
-    unreadable = find_unreadable([path for path, _ in splits.train + splits.val], workers=os.cpu_count() or 1)
+    if config.no_check:
+        return splits
+    paths = [path for path, _ in splits.train + splits.val]
+    unreadable = find_unreadable(paths, workers=os.cpu_count() or 1, index=scan_index(root))
     if unreadable:
         listing = "\n".join(f"  {error}" for error in unreadable[:20])
         more = f"\n  ... and {len(unreadable) - 20} more" if len(unreadable) > 20 else ""
@@ -80,6 +87,13 @@ def prepare_data(config: TrainConfig) -> DatasetSplits:
         if empty:
             raise ValueError(f"after skipping unreadable images, classes {empty} have no train or val images left")
     return splits
+
+
+def scan_index(root: Path) -> Path:
+    """Where the check of `root`'s images is recorded (`find_unreadable`'s index): under the cache folder, one file
+    per dataset folder, so that a restart, a resume or another run on the same folder decodes only what changed."""
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return default_cache_dir() / "scans" / f"{root.name}-{digest}.json"
 
 
 class TrainingData:

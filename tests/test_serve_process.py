@@ -163,3 +163,15 @@ def test_serve_without_the_serve_extra_names_it(trained, monkeypatch, capsys, pa
     assert main(["serve", "--model", str(trained[0])]) == 1
     err = capsys.readouterr().err
     assert f"vggnet serve needs {package}: pip install 'vggnet[serve]'" in err and "Traceback" not in err
+
+
+def test_a_port_in_use_is_a_clear_error(trained, capsys):
+    from vggnet.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", str(trained[0]), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "choose another --port" in err

@@ -386,3 +386,22 @@ def test_a_full_queue_is_503_with_retry_after(loaded, class_images):
         assert full.status_code == 503 and int(full.headers["Retry-After"]) >= 1
         assert "--max-queue" in full.json()["error"]
         assert [answer.result(timeout=60).status_code for answer in taken] == [200] * 3
+
+
+def test_a_lone_request_does_not_wait_for_company():
+    """No other request is being decoded: the batch runs at once, not after `max_delay_s` (an hour here; the
+    bound below only catches a wait)."""
+    import asyncio
+
+    from vggnet.serve.batcher import DynamicBatcher
+
+    async def lone() -> list[int]:
+        sizes = []
+        batcher = DynamicBatcher(lambda x: x.sum(dim=(1, 2, 3)), ThreadPoolExecutor(1), max_batch_size=8,
+                                 max_delay_s=3600, max_queue=8, on_batch=sizes.append)  # fmt: skip
+        batcher.start()
+        await asyncio.wait_for(batcher.submit(torch.ones(1, 3, 2, 2)), timeout=120)
+        await batcher.stop()
+        return sizes
+
+    assert asyncio.run(lone()) == [1]

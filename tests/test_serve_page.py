@@ -116,3 +116,32 @@ def test_page_fits_a_phone_and_works_from_the_keyboard(page, photo):
     assert ["file-input", True] in stops and stops[-1] == ["cam-toggle", True], stops
     page.keyboard.press("Space")
     expect(page.get_by_test_id("cam-toggle")).to_have_attribute("aria-pressed", "true")
+
+
+def test_the_model_chooser_and_a_pasted_image(browser, trained, photo):
+    """With two models the chooser offers both (the default chosen), a pasted image is classified, and choosing the
+    other model classifies it again with that model."""
+    args = ["--model", f"first={trained[0]}", "--model", f"second={trained[0]}", "--precision", "fp32"]
+    with ServeProcess(args) as server:
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(server.url)
+        chooser = page.get_by_test_id("model-select")
+        expect(chooser).to_be_enabled()
+        assert chooser.locator("option").evaluate_all("options => options.map(o => o.value)") == ["first", "second"]
+        expect(chooser).to_have_value("first")
+        with page.expect_response(lambda response: "/v1/models/first/predict?" in response.url):
+            page.evaluate(
+                """async (bytes) => {
+                    const data = new DataTransfer();
+                    data.items.add(new File([new Uint8Array(bytes)], "pasted.jpg", {type: "image/jpeg"}));
+                    document.dispatchEvent(new ClipboardEvent("paste", {clipboardData: data}));
+                }""",
+                list(photo.read_bytes()),
+            )
+        expect(page.get_by_test_id("card")).to_have_count(1)
+        expect(page.get_by_test_id("bar").first).to_be_visible()
+        with page.expect_response(lambda response: "/v1/models/second/predict?" in response.url) as answer:
+            chooser.select_option("second")
+        assert answer.value.status == 200
+        page.close()

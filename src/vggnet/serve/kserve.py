@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from .._version import __version__
-from .served import ModelServer, ServedModel
+from .served import ServedModel, server_of
 
 OUTPUTS = ("logits", "probabilities")
 
@@ -47,10 +48,6 @@ class InferRequest(BaseModel):
     inputs: list[InferInput]
     outputs: list[InferOutput] | None = Field(None, description="which outputs to return (default: all)")
     parameters: dict[str, Any] | None = None
-
-
-def server_of(request: Request) -> ModelServer:
-    return request.app.state.server
 
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (KServe v2)"])
@@ -149,7 +146,7 @@ async def _batch(model: ServedModel, tensor: InferInput) -> torch.Tensor:
     if len(tensor.shape) != 4 or tensor.shape[0] < 1 or tensor.shape[1:] != [3, size, size]:
         raise HTTPException(400, f"input 'input' has shape {tensor.shape}; this model takes [N, 3, {size}, {size}]")
     try:
-        values = torch.tensor(tensor.data, dtype=torch.float32)
+        values = await run_in_threadpool(torch.tensor, tensor.data, dtype=torch.float32)  # off the event loop
     except (TypeError, ValueError, RuntimeError) as error:
         raise HTTPException(400, f"input 'input' data must be numbers (flat or nested evenly): {error}") from None
     if values.numel() != math.prod(tensor.shape):

@@ -8,6 +8,7 @@ the web page.
 Predictions are `vggnet predict --format json`'s records, the upload's file name as `path`.
 """
 
+import functools
 import io
 from importlib import resources
 from urllib.parse import quote
@@ -18,7 +19,7 @@ from starlette.datastructures import UploadFile as FormFile
 
 from ..infer.predict import top_classes
 from ..infer.visualize import cam_overlay, grad_cam
-from .served import ModelServer
+from .served import server_of
 
 router = APIRouter()
 _TOPK = Query(None, ge=1, description="classes per image, most probable first (default: the server's --topk)")
@@ -45,13 +46,10 @@ def _upload_body(field: str, many: bool) -> dict:
 _PREDICT_BODY, _EXPLAIN_BODY = _upload_body("files", many=True), _upload_body("file", many=False)
 
 
-def server_of(request: Request) -> ModelServer:
-    return request.app.state.server
-
-
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
+@functools.cache
 def page() -> str:
-    """The web page: upload images, see the top classes and the Grad-CAM overlay."""
+    """The web page: upload images, see the top classes and the Grad-CAM overlay (read from the package once)."""
     return resources.files("vggnet.serve").joinpath("page", "index.html").read_text(encoding="utf-8")
 
 

@@ -5,7 +5,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
@@ -35,7 +35,6 @@ class ServedModel:
             on_batch=telemetry.batch_size.labels(name).observe,
         )
         telemetry.queue_depth.labels(name).set_function(lambda: self.batcher.depth)
-        self.warm_batch = settings.max_batch_size
         self.ready = False
 
     @property
@@ -61,7 +60,7 @@ class ServedModel:
         """Run one real batch (of `--max-batch-size` blank images) and start batching; returns the seconds taken."""
         started = time.perf_counter()
         Image.init()  # PIL imports its format plugins once; a first upload that is not an image would wait for it
-        blank = torch.zeros(self.warm_batch, 3, self.img_size, self.img_size)
+        blank = torch.zeros(self.batcher.max_batch_size, 3, self.img_size, self.img_size)
         await asyncio.get_running_loop().run_in_executor(self.executor, self.runner, blank)
         self.batcher.start()
         self.ready = True
@@ -179,3 +178,8 @@ class ModelServer:
     async def close(self) -> None:
         for model in self.models.values():
             await model.close()
+
+
+def server_of(request: Request) -> ModelServer:
+    """The `ModelServer` of the app answering `request` (`create_app` keeps it in the app's state)."""
+    return request.app.state.server

@@ -142,7 +142,7 @@ class _Run:
             raise ValueError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm runs on GPUs only); drop it")
         seed_everything(config.seed + distributed.rank, config.deterministic, self.device)
 
-        splits = distributed.share(lambda: prepare_data(config))
+        splits = prepare_data(config, distributed)
         if checkpoint is not None and checkpoint["classes"] != splits.classes:
             raise ValueError(
                 f"the data's classes {splits.classes} differ from the checkpoint's {checkpoint['classes']}; "

@@ -55,21 +55,17 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
         torch.backends.cudnn.benchmark = True
 
 
-def prepare_data(config: TrainConfig) -> DatasetSplits:
+def prepare_data(config: TrainConfig, distributed: Distributed) -> DatasetSplits:
     """The run's train and validation samples (the built-in digits without `data`), with unreadable images
-    skipped, or refused under `strict`; under `no_check`, not looked for (each is then skipped when read). Prints
-    the classes and their counts. Every image is decoded once: `scan_index` records the verdicts, and a later run on
-    the same folder decodes only the files that are new or changed."""
-    root = Path(config.data).expanduser() if config.data is not None else digits_folder()
-    splits = discover_splits(root, config.val_split, config.seed)
-    sizes = f"{len(splits.classes)} classes, {len(splits.train)} train, {len(splits.val)} val"
-    print(f"data {root} ({splits.layout}): {sizes}")
-    if len(splits.classes) <= 30:
-        print(splits.describe())
+    skipped, or refused under `strict`; under `no_check`, not looked for (each is then skipped when read). Called
+    on every process: the main one finds the data and prints its classes and counts; all of them check it.
+    Every image is decoded once: `scan_index` records the verdicts, and a later run on the same data decodes only
+    the files that are new or changed."""
+    splits, source = distributed.share(lambda: discover_data(config))
     if config.no_check:
         return splits
     paths = [path for path, _ in splits.train + splits.val]
-    unreadable = find_unreadable(paths, workers=os.cpu_count() or 1, index=scan_index(root))
+    unreadable = find_unreadable(paths, workers=os.cpu_count() or 1, index=scan_index(source))
     if unreadable:
         listing = "\n".join(f"  {error}" for error in unreadable[:20])
         more = f"\n  ... and {len(unreadable) - 20} more" if len(unreadable) > 20 else ""
@@ -78,7 +74,8 @@ def prepare_data(config: TrainConfig) -> DatasetSplits:
                 f"{len(unreadable)} unreadable image(s) (--strict):\n{listing}{more}\n"
                 f"fix or remove them, or drop --strict to skip them"
             )
-        logger.warning("skipping %d unreadable image(s):\n%s%s", len(unreadable), listing, more)
+        if distributed.is_main:
+            logger.warning("skipping %d unreadable image(s):\n%s%s", len(unreadable), listing, more)
         bad = {Path(error.path) for error in unreadable}
         splits.train = [s for s in splits.train if s[0] not in bad]
         splits.val = [s for s in splits.val if s[0] not in bad]
@@ -87,6 +84,18 @@ def prepare_data(config: TrainConfig) -> DatasetSplits:
         if empty:
             raise ValueError(f"after skipping unreadable images, classes {empty} have no train or val images left")
     return splits
+
+
+def discover_data(config: TrainConfig) -> tuple[DatasetSplits, Path]:
+    """The run's samples before any check, and where they were found (the dataset folder), which keys
+    `scan_index`. Prints the classes and their counts."""
+    root = Path(config.data).expanduser() if config.data is not None else digits_folder()
+    splits = discover_splits(root, config.val_split, config.seed)
+    sizes = f"{len(splits.classes)} classes, {len(splits.train)} train, {len(splits.val)} val"
+    print(f"data {root} ({splits.layout}): {sizes}")
+    if len(splits.classes) <= 30:
+        print(splits.describe())
+    return splits, root
 
 
 def scan_index(root: Path) -> Path:

@@ -8,6 +8,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # runtime.resolve_precision
 AUGMENTS = ("none", "basic", "trivial")  # Preprocess.transform(train=True, augment=...)
 REPORT_FORMATS = ("table", "json", "markdown")  # analysis.ModelSummary.render, `vggnet models`
 EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")  # infer.export.export
+ENGINES = ("local", "ray")  # engines.verbs.run
 
 # The batch size `vggnet eval`/`predict`/`embed` run at by default and training validates at
 # (models.inference_form). Kernels may choose their algorithm by batch size, and so round differently: fp32 logits

@@ -3,14 +3,17 @@ which streams the rows into resumable Parquet shards (`vggnet.engines`).
 
     vggnet embed --model runs/train/exp/best.pt --list paths.txt --out photos.parquet
     vggnet predict --model runs/train/exp/best.pt --list table.parquet --path-column file --out labels.parquet
+    vggnet embed --model runs/train/exp/best.pt --list paths.txt --out photos.parquet --engine ray --num-workers 2
 """
 
 import argparse
 import sys
 
+from ..choices import ENGINES
+
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
-    """PATH... and --list, --path-column and --shard-size."""
+    """PATH... and --list, --path-column and --shard-size; the engine of --out DIR.parquet and its settings."""
     parser.add_argument("paths", nargs="*", metavar="PATH", help="image files, folders or glob patterns")
     parser.add_argument(
         "--list", action="append", default=[], metavar="FILE", dest="lists",
@@ -21,6 +24,19 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shard-size", type=int, default=10_000, help="inputs per Parquet shard of --out DIR.parquet (10000)"
     )
+    engine = parser.add_argument_group("engine of --out DIR.parquet")
+    engine.add_argument(
+        "--engine", choices=ENGINES, default="local",
+        help="local: this process, decoding in --workers processes; ray: a Ray Data pipeline on a local or "
+        "running Ray cluster (pip install 'vggnet[ray]') (local)",
+    )  # fmt: skip
+    engine.add_argument("--num-workers", type=int, default=1, help="ray: model actors (1)")
+    engine.add_argument("--cpus-per-worker", type=float, default=1.0, help="ray: CPUs per model actor (1)")
+    engine.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per model actor (0)")
+    engine.add_argument(
+        "--address", help="ray: the cluster to join (auto: the one running on this machine; ray://HOST:10001); "
+        "default: start a local one",
+    )  # fmt: skip
 
 
 def inputs_of(args: argparse.Namespace) -> list[str]:
@@ -30,6 +46,8 @@ def inputs_of(args: argparse.Namespace) -> list[str]:
         ValueError: no PATH and no --list.
     """
     _require_inputs(args)
+    if args.engine != "local":
+        raise ValueError(f"--engine {args.engine} writes Parquet shards: add --out DIR.parquet")
     if not args.lists:
         return args.paths
     from ..engines.inputs import collect_inputs
@@ -44,15 +62,20 @@ def streams(args: argparse.Namespace) -> bool:
 
 def run_stream(args: argparse.Namespace, options: dict, **task_options) -> int:
     """Stream `args.command`'s rows into `args.out`; report what was written. Exit code 1 when any input failed."""
-    from ..engines import local
+    from ..engines import verbs
 
     _require_inputs(args)
-    run = local.stream_predict if args.command == "predict" else local.stream_embed
+    run = verbs.stream_predict if args.command == "predict" else verbs.stream_embed
+    if args.engine == "ray":
+        engine_options = {"num_workers": args.num_workers, "cpus_per_worker": args.cpus_per_worker,
+                          "gpus_per_worker": args.gpus_per_worker, "address": args.address}  # fmt: skip
+    else:
+        engine_options = {"workers": options["workers"]}
     result = run(
         args.model, args.paths, args.out, lists=args.lists, path_column=args.path_column,
         pretrained=options["pretrained"], device=options["device"], precision=options["precision"],
-        batch_size=options["batch_size"], workers=options["workers"], shard_size=args.shard_size,
-        progress=sys.stderr.isatty(), **task_options,
+        batch_size=options["batch_size"], shard_size=args.shard_size, progress=sys.stderr.isatty(),
+        engine=args.engine, **engine_options, **task_options,
     )  # fmt: skip
     resumed = f", {result.skipped} of them written by an earlier run" if result.skipped else ""
     print(f"{result.rows} rows ({result.errors} failed) in {result.shards} shard(s){resumed} -> {result.out}")

@@ -1,6 +1,10 @@
 """What a batch job computes per image, and the Parquet columns it writes: `PredictTask` (the top-k classes) and
 `EmbedTask` (a feature vector). Every row also has `path` and `error` (null unless the input failed, and then the
-task's own columns are null)."""
+task's own columns are null). A `TaskSpec` says which task on which model, so that an engine's workers can
+build it where they run."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -8,7 +12,8 @@ from ..extras import require
 from ..infer.embed import Embedder
 from ..infer.predict import top_classes
 from ..infer.runner import InferenceRunner
-from ..infer.source import LoadedModel
+from ..infer.source import LoadedModel, load_for_inference
+from ..models.vgg import VGG
 
 
 def _arrow():
@@ -76,3 +81,19 @@ class EmbedTask:
         pa = _arrow()
         vectors = self.embedder(images).numpy()
         return {"embedding": pa.FixedSizeListArray.from_arrays(vectors.reshape(-1), self.dim)}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task (`name`: predict or embed, with its `options`: PredictTask's topk, EmbedTask's layer and normalize)
+    on `model` as `load_for_inference` takes it; `build` loads the model and makes the task on a device."""
+
+    name: str
+    model: str | Path | VGG | LoadedModel
+    pretrained: str | Path | None = None
+    precision: str = "auto"
+    options: dict = field(default_factory=dict)
+
+    def build(self, device: str) -> PredictTask | EmbedTask:
+        loaded = load_for_inference(self.model, self.pretrained, device, self.precision)
+        return (PredictTask if self.name == "predict" else EmbedTask)(loaded, **self.options)

@@ -34,6 +34,7 @@ PARSE_ONLY = {
     r"--pretrained imagenet\b": "downloads torchvision's ImageNet weights (tests/test_weights.py serves them locally)",
     r"^(srun )?torchrun ": "starts several processes or machines (tests/test_distributed.py runs torchrun on CPUs)",
     r" --nproc ": "starts torchrun (tests/test_distributed.py runs it)",
+    r" --engine ray\b": "starts or joins a Ray cluster (tests/test_ray_engine.py runs the engine on a local one)",
     r"^vggnet serve ": "serves until stopped (test_the_serve_section_runs_against_the_main_jobs_model runs it)",
     r"^vggnet benchmark ": "times vgg16 at 224 with torch.compile, int8 and peer runtimes: minutes by design "
     "(tests/test_benchmark.py runs it small)",

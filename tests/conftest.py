@@ -12,6 +12,8 @@ import torch
 
 # The caches that vggnet and torch read from the environment at each use (vggnet's datasets, torch hub's weights).
 PRIVATE_CACHES = {"VGGNET_HOME": "vggnet", "TORCH_HOME": "torch"}
+# The Ray clusters the tests start (and the benchmarks they run) report no usage statistics.
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -26,7 +26,6 @@ ACTOR = b"MapWorker(MapBatches(_Inference))"  # the process title Ray gives the 
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
     """One local cluster for the module: 2 CPUs, one model actor (1 CPU) beside decoding tasks (0.5 CPU each)."""
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()

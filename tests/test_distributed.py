@@ -1,7 +1,12 @@
-"""Training under torchrun: 2 CPU processes (gloo) against one process, on tiny generated data."""
+"""Training under torchrun: 2 CPU processes (gloo) against one process, on tiny generated data; and the image
+check shared by the processes, also played in one process by threads."""
 
+import json
 import subprocess
 import sys
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -9,6 +14,9 @@ from conftest import write_image_folder
 
 import vggnet
 from vggnet.cli import main
+from vggnet.data import decode
+from vggnet.training import scan
+from vggnet.training.setup import scan_index
 
 TINY = ["--model", "vgg11_bn", "--head", "compact", "--width-mult", "0.125", "--img-size", "32", "--workers", "0",
         "--precision", "fp32", "--lr", "0.05"]  # fmt: skip
@@ -158,3 +166,155 @@ def test_sync_bn_on_the_cpu_is_refused(image_folder, tmp_path):
                        "--epochs", "1", "--sync-bn", *TINY])  # fmt: skip
     assert result.returncode != 0
     assert "--sync-bn needs CUDA devices" in result.stderr
+
+
+class ThreadProcess:
+    """One of `world_size` processes played by threads, as `check_data` sees it: its `gather` and `share` meet the
+    other threads at a barrier, and each collective records whether it was patient."""
+
+    def __init__(self, rank: int, world_size: int, barrier: threading.Barrier, slots: list, patience: list) -> None:
+        self.rank, self.world_size, self.local_world_size = rank, world_size, world_size
+        self.is_main = rank == 0
+        self._barrier, self._slots, self._patience = barrier, slots, patience
+
+    def gather(self, value, patient: bool = False) -> list:
+        self._patience.append(patient)
+        self._slots[self.rank] = value
+        self._barrier.wait()
+        values = list(self._slots)
+        self._barrier.wait()  # no thread overwrites its slot before all have read them
+        return values
+
+    def share(self, compute, patient: bool = False):
+        return self.gather(compute() if self.is_main else None, patient)[0]
+
+
+def check_in_threads(paths, index, world_size: int) -> tuple[list, list]:
+    """Each thread-process's `check_data` result, as (path, reason) pairs; and the patience of every collective."""
+    barrier, slots, patience = threading.Barrier(world_size, timeout=HANG_GUARD_S), [None] * world_size, []
+    processes = [ThreadProcess(rank, world_size, barrier, slots, patience) for rank in range(world_size)]
+    with ThreadPoolExecutor(world_size) as pool:
+        results = list(pool.map(lambda process: scan.check_data(paths, index, process), processes))
+    return [[(error.path, error.reason) for error in result] for result in results], patience
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_processes_share_the_check_each_file_decoded_once(tmp_path, monkeypatch, caplog, capsys, world_size):
+    paths = sorted(write_image_folder(tmp_path / "data", per_class=3, split=False).rglob("*.png"))
+    bad = tmp_path / "data" / "bee" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    paths.insert(4, bad)
+    decoded, load = [], decode.load_rgb
+    monkeypatch.setattr(decode, "load_rgb", lambda path, min_size=None: decoded.append(path) or load(path, min_size))
+    writes, write_index = [], scan.write_index
+    monkeypatch.setattr(scan, "write_index", lambda *args: writes.append(args) or write_index(*args))
+    index = tmp_path / "scans" / "index.json"
+    monkeypatch.setattr(scan, "ANNOUNCE_AT", 3)  # as if 3 images made a long check
+    caplog.set_level("INFO", logger="vggnet")
+
+    results, patience = check_in_threads(paths, index, world_size)
+    share = len(paths[::world_size])  # the main process's
+    assert caplog.messages == [f"checking {share} images new or changed since the last check (this process's "
+                               f"share; each of the {world_size} processes checks its own)"]  # fmt: skip
+    assert "checking images" not in capsys.readouterr().err  # no progress bar off a terminal
+    assert Counter(decoded) == Counter(paths)  # every file decoded, by one process only
+    reason = decode.find_unreadable([bad])[0].reason
+    assert results == [[(str(bad), reason)]] * world_size  # every process skips the same files
+    assert len(writes) == 1  # by the main process
+    verdicts = json.loads(index.read_text())["files"]
+    assert sorted(verdicts) == sorted(map(str, paths)) and verdicts[str(bad)][2] == reason
+    assert patience and all(patience)  # no collective bounded by the process group's timeout
+
+    decoded.clear()
+    caplog.clear()
+    again, _ = check_in_threads(paths, index, world_size)
+    assert decoded == [] and again == results  # every verdict from the index
+    assert caplog.messages == []  # nothing to announce
+
+    bad.write_bytes(paths[0].read_bytes())  # repaired
+    decoded.clear()
+    repaired, _ = check_in_threads(paths, index, world_size)
+    assert decoded == [bad] and repaired == [[]] * world_size
+
+
+# Under torchrun: prepare the data (find it, check it) and write what this process found, checked and kept.
+PREPARE_DATA = """
+import json
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import torch.distributed as dist
+
+from vggnet.data import decode
+from vggnet.training import setup
+from vggnet.training.config import make_config
+from vggnet.training.distributed import Distributed
+
+data, out, mode = sys.argv[1:]
+distributed, _ = Distributed.from_environment("cpu")
+decoded, load_rgb = [], decode.load_rgb
+
+
+def counting(path, min_size=None):
+    if mode == "fail" and distributed.rank == 1:
+        raise RuntimeError("rank 1 fails on purpose")
+    decoded.append(str(path))
+    return load_rgb(path, min_size)
+
+
+decode.load_rgb = counting
+if mode == "slow":  # the main process finds the data for longer than the process group lets a collective wait
+    dist.set_timeout(timedelta(seconds=2))
+    discover_data = setup.discover_data
+    setup.discover_data = lambda config: time.sleep(6) or discover_data(config)
+splits = setup.prepare_data(make_config({"data": data}), distributed)
+kept = {name: [str(path) for path, _ in samples] for name, samples in (("train", splits.train), ("val", splits.val))}
+Path(out, f"rank{distributed.rank}.json").write_text(json.dumps({"decoded": decoded, **kept}))
+distributed.close()
+"""
+
+
+def prepare_data_in_two_processes(data, out, mode: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Run PREPARE_DATA in 2 processes; return the run and what each process that finished reported."""
+    script = out / "prepare.py"
+    script.write_text(PREPARE_DATA)
+    result = torchrun([str(script), str(data), str(out), mode])
+    return result, [json.loads(path.read_text()) for path in sorted(out.glob("rank*.json"))]
+
+
+def test_two_processes_share_the_check_and_wait_out_a_slow_discovery(tmp_path):
+    data = write_image_folder(tmp_path / "data", per_class=4)
+    bad = [data / "train" / "ant" / "broken.png", data / "val" / "cat" / "empty.jpg"]
+    bad[0].write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    bad[1].write_bytes(b"")
+    files = sorted(str(path) for path in data.rglob("*.*"))
+    (tmp_path / "cold").mkdir()
+    result, reports = prepare_data_in_two_processes(data, tmp_path / "cold", "slow")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(reports) == 2
+    assert sorted(reports[0]["decoded"] + reports[1]["decoded"]) == files  # each file checked once, in all
+    assert reports[0]["decoded"] and reports[1]["decoded"]
+    assert reports[0]["train"] == reports[1]["train"] and reports[0]["val"] == reports[1]["val"]
+    kept = reports[0]["train"] + reports[0]["val"]
+    assert sorted(kept) == sorted(set(files) - set(map(str, bad)))
+    verdicts = json.loads(scan_index(data).read_text())["files"]
+    assert sorted(verdicts) == files
+    assert sorted(path for path, (_, _, reason) in verdicts.items() if reason) == sorted(map(str, bad))
+
+    (tmp_path / "warm").mkdir()
+    result, warm = prepare_data_in_two_processes(data, tmp_path / "warm", "plain")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [report["decoded"] for report in warm] == [[], []]  # every verdict from the index
+    assert [report["train"] for report in warm] == [reports[0]["train"]] * 2
+
+
+def test_a_process_failing_in_the_check_ends_the_job(image_folder, tmp_path):
+    """The main process waits for the others' verdicts without the process group's timeout; a process that dies
+    still ends the job at once (torchrun stops the others)."""
+    # A hang (the main process waiting for the failed one) would raise TimeoutExpired.
+    result, reports = prepare_data_in_two_processes(image_folder, tmp_path, "fail")
+    assert result.returncode != 0
+    assert "rank 1 fails on purpose" in result.stdout + result.stderr
+    assert reports == []  # the main process did not go on alone

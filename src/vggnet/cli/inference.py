@@ -1,6 +1,6 @@
 """The verbs that use a model: `eval`, `predict`, `embed`, `features`, `explain`, `export` and `quantize`.
 
-    vggnet eval --model runs/train/exp/best.pt --data DIR
+    vggnet eval --model runs/train/exp/best.pt --data DIR|TABLE
     vggnet predict --model vgg16 --pretrained imagenet cat.jpg --topk 3 --format json
 
 Each takes the model the same way (a checkpoint, or a registry name with `--pretrained`), and the batch verbs
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..choices import DEVICES, EXPORT_FORMATS, INFERENCE_BATCH_SIZE, PRECISIONS
 from .streaming import add_input_arguments, inputs_of, run_stream, streams
+from .training import TABLE_SETTINGS, add_settings
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, precision: bool = True) -> None:
@@ -52,14 +53,19 @@ def add_eval(commands: argparse._SubParsersAction) -> None:
     """Add `vggnet eval`: accuracy, loss, per-class scores and a confusion matrix on a labelled folder."""
     parser = commands.add_parser(
         "eval",
-        help="top-1/top-5, loss, per-class precision/recall/F1 and a confusion matrix on a labelled folder",
-        description="Evaluate on DIR's class folders (or those in DIR/val, valid, validation or test). The class "
-        "names must be the model's. Writes confusion_matrix.png, confusion_matrix.csv and metrics.json to --out "
-        "(default runs/eval/exp, numbered when taken).",
-        epilog="example: vggnet eval --model runs/train/exp/best.pt --data data/digits --format json",
+        help="top-1/top-5, loss, per-class precision/recall/F1 and a confusion matrix on a labelled folder or table",
+        description="Evaluate on DIR's class folders (or those in DIR/val, valid, validation or test), or on the "
+        "rows of TABLE, a .csv or .parquet file of image paths and labels (with --split-column, its val rows), or on "
+        "DIR's val.csv (or valid, validation, test; .csv or .parquet). The class names must be the model's. Writes "
+        "confusion_matrix.png, confusion_matrix.csv and metrics.json to --out (default runs/eval/exp, numbered when "
+        "taken).",
+        epilog="examples:\n  vggnet eval --model runs/train/exp/best.pt --data data/digits --format json\n"
+        "  vggnet eval --model runs/train/exp/best.pt --data labels.parquet --split-column split",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_arguments(parser)
-    parser.add_argument("--data", required=True, metavar="DIR", help="labelled image folder")
+    parser.add_argument("--data", required=True, metavar="DIR|TABLE", help="labelled image folder or table")
+    add_settings(parser, TABLE_SETTINGS)
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (table)")
     parser.add_argument("--out", metavar="DIR", help="folder for the plots and tables (runs/eval/exp)")
     parser.add_argument("--compile", action="store_true", help="torch.compile first (a one-time cost)")
@@ -73,8 +79,9 @@ def _run_eval(args: argparse.Namespace) -> None:
 
     out = Path(args.out).expanduser() if args.out else new_run_dir("runs/eval", "exp")
     before = _file_states(out)
+    columns = {name: getattr(args, name) for name in TABLE_SETTINGS if getattr(args, name) is not None}
     try:
-        report = evaluate(args.model, args.data, **_inference_options(args), compile=args.compile, out=out)
+        report = evaluate(args.model, args.data, **_inference_options(args), **columns, compile=args.compile, out=out)
     except BaseException:
         if not args.out and not any(out.iterdir()):  # a failed evaluation leaves no empty run folder behind
             out.rmdir()

@@ -1,6 +1,7 @@
 """The verbs that make a model: `vggnet train` (one process, or several through torchrun) and `vggnet data`.
 
     vggnet train --data DIR --model vgg16_bn --pretrained imagenet --epochs 20 --nproc 2
+    vggnet train --data labels.parquet --path-column file --split-column split
     vggnet data digits --out data/digits
 
 `train`'s settings flags are made from `TrainConfig`'s fields, help text included, so that `--help`,
@@ -12,33 +13,42 @@ from dataclasses import fields
 
 from ..training.config import TrainConfig, flag, setting_type, shown_default
 
+# The settings that say how to read a --data table, which `vggnet eval` takes too.
+TABLE_SETTINGS = ("path_column", "label_column", "split_column", "image_root")
+
 
 def add_train(commands: argparse._SubParsersAction) -> None:
     """Add `vggnet train`: a flag for each setting, `--config`, `--resume` and `--nproc`."""
     parser = commands.add_parser(
         "train",
-        help="train or fine-tune a VGG on an image folder (default: the built-in digits)",
+        help="train or fine-tune a VGG on an image folder or table (default: the built-in digits)",
         description="Train or fine-tune a VGG. DIR holds train/<class>/ and val/<class>/ folders (or valid/, "
-        "validation/), or class folders directly, split by --val-split. Without --data, trains a small VGG on the "
+        "validation/), or class folders directly, split by --val-split. TABLE is a .csv or .parquet file of image "
+        "paths and labels, split by --split-column or --val-split; a folder of train.csv and val.csv (mini-ImageNet's "
+        "layout, images in images/) works too. Without --data, trains a small VGG on the "
         "built-in digits, with settings sized for a CPU: where an option below shows two defaults, the second is "
         "the one used without --data. Writes runs/train/<name>/: config.yaml, metrics.csv, best.pt, last.pt, "
         "results.png, confusion_matrix.png.",
         epilog="examples:\n  vggnet train\n  vggnet train --data ~/flowers --model vgg16_bn --pretrained imagenet "
         "--freeze-features --epochs 10\n  vggnet train --config my.yaml --lr 0.003\n"
+        "  vggnet train --data mini-imagenet/ --model vgg11_bn --img-size 84\n"
         "  vggnet train --resume runs/train/exp/last.pt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,  # only the flags given override the defaults and --config
     )
-    _add_settings(parser)
+    add_settings(parser)
     parser.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
     parser.add_argument("--resume", metavar="last.pt", help="continue a run from its last.pt")
     parser.add_argument("--nproc", type=int, metavar="N", help="run N processes on this machine through torchrun (DDP)")
     parser.set_defaults(run=_run_train)
 
 
-def _add_settings(parser: argparse.ArgumentParser) -> None:
-    """A flag for each `TrainConfig` field, with the type, choices, metavar, help and default(s) the field gives."""
+def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    """A flag for each `TrainConfig` field (or those of `names`), with the type, choices, metavar, help and
+    default(s) the field gives. The flags have no default of their own: one not given is absent (or None)."""
     for setting in fields(TrainConfig):
+        if names is not None and setting.name not in names:
+            continue
         kind = setting_type(setting)[0]
         options = {key: setting.metadata[key] for key in ("choices", "metavar") if key in setting.metadata}
         if kind is bool:

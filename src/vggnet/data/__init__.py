@@ -1,11 +1,13 @@
-"""Image folders, robust decoding, the preprocessing record and its transforms, and the built-in digits dataset.
-Imports nothing from `vggnet.models`: the weights describe their preprocessing with this package's `Preprocess`."""
+"""Image folders and labelled tables, robust decoding, the preprocessing record and its transforms, and the
+built-in digits dataset. Imports nothing from `vggnet.models`: the weights describe their preprocessing with this
+package's `Preprocess`."""
 
 from .dataset import ImageListDataset, ImagePathDataset, collate_inference, collate_skipping_failures
 from .decode import UnreadableImageError, decode_image, find_unreadable, load_rgb
 from .digits import default_cache_dir, digits_folder, write_digits
 from .folders import IMAGE_EXTENSIONS, DatasetSplits, discover_splits, evaluation_samples, list_images
 from .preprocess import Preprocess
+from .tables import TableColumns, evaluation_samples_of, read_columns, splits_of
 from .transforms import AUGMENTS
 
 __all__ = [
@@ -15,6 +17,7 @@ __all__ = [
     "ImageListDataset",
     "ImagePathDataset",
     "Preprocess",
+    "TableColumns",
     "UnreadableImageError",
     "collate_inference",
     "collate_skipping_failures",
@@ -23,8 +26,11 @@ __all__ = [
     "digits_folder",
     "discover_splits",
     "evaluation_samples",
+    "evaluation_samples_of",
     "find_unreadable",
     "list_images",
     "load_rgb",
+    "read_columns",
+    "splits_of",
     "write_digits",
 ]

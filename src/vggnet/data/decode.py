@@ -4,6 +4,10 @@ Handles what turns up in real folders: EXIF orientation; grayscale, palette, CMY
 with a transparent colour), composited onto white; 16-bit and 32-bit integer and float images, scaled into 0-255
 rather than clipped; animated images (the first frame). Corrupt, truncated, empty and non-image files, and
 decompression bombs (PIL's pixel limit), raise `UnreadableImageError` naming the file and the reason.
+
+`find_unreadable` checks a list of files before training, recording the verdicts in an index so that unchanged
+files are not decoded again; `ImageCheck`, `read_index`, `write_index` and `unreadable_errors` are its steps, for a
+caller that splits the work among processes (training under torchrun).
 """
 
 import io
@@ -14,6 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
+from tqdm import tqdm
 
 from ..atomic import atomic_write_text
 
@@ -116,37 +121,82 @@ def find_unreadable(paths: list[Path], workers: int = 4, index: Path | None = No
             atomically). A file whose size and modification time match its record is not decoded again; any other
             (new, changed) is, and the index is rewritten for exactly `paths`. None: check every file.
     """
-    records = _read_index(index)
-    verdicts: dict[str, str | None] = {}
-    to_check, keys = [], {}
-    for path in paths:
-        stat = Path(path).stat() if Path(path).exists() else None
-        key = [stat.st_size, stat.st_mtime_ns] if stat else None
-        record = records.get(str(path))
-        if key is not None and isinstance(record, list) and len(record) == 3 and record[:2] == key:
-            verdicts[str(path)] = record[2]
-        else:
-            to_check.append(path)
-        keys[str(path)] = key
-
-    def check(path: Path) -> UnreadableImageError | None:
-        try:
-            load_rgb(path, min_size=64)
-        except UnreadableImageError as error:
-            return error
-        return None
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for path, error in zip(to_check, pool.map(check, to_check), strict=True):
-            verdicts[str(path)] = None if error is None else error.reason
+    records = ImageCheck(paths, read_index(index)).run(workers)
     if index is not None:
-        files = {path: [*key, verdicts[path]] for path, key in keys.items() if key is not None}
-        index.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(index, json.dumps({"version": 1, "files": files}))
-    return [UnreadableImageError(path, verdicts[str(path)]) for path in paths if verdicts[str(path)] is not None]
+        write_index(index, paths, records)
+    return unreadable_errors(paths, records)
 
 
-def _read_index(index: Path | None) -> dict[str, list]:
+class ImageCheck:
+    """The check of `paths` against an index's records (`read_index`), which a caller may split among processes.
+
+    `records` holds each file's `[size, mtime_ns, verdict]` (the verdict None for a readable image, else the reason
+    it is not; size and time None for a file that cannot be found): the index's record where the file's size and
+    modification time still match it, else a record whose verdict `run` decodes. `pending` counts those.
+    """
+
+    def __init__(self, paths: list[Path], known: dict[str, list]) -> None:
+        self.paths = list(paths)
+        self.records: list[list] = []
+        self._unchecked: list[int] = []  # positions of the files to decode
+        for position, path in enumerate(self.paths):
+            key = _size_and_time(path)
+            record = known.get(str(path))
+            if key is not None and isinstance(record, list) and len(record) == 3 and record[:2] == key:
+                self.records.append(record)
+            else:
+                self.records.append([*(key or (None, None)), None])
+                self._unchecked.append(position)
+
+    @property
+    def pending(self) -> int:
+        return len(self._unchecked)
+
+    def run(self, workers: int = 4, progress: bool = False) -> list[list]:
+        """Decode the files without a trusted record, in `workers` threads, and return every file's record.
+
+        Args:
+            progress: Show a progress bar (on a terminal only).
+        """
+        unchecked = [self.paths[position] for position in self._unchecked]
+        shown = None if progress else True  # tqdm's None: shown on a terminal only
+        bar = tqdm(total=len(unchecked), desc="checking images", unit="img", leave=False, disable=shown)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, bar:
+            for position, reason in zip(self._unchecked, pool.map(_reason_unreadable, unchecked), strict=True):
+                self.records[position][2] = reason
+                bar.update()
+        self._unchecked = []
+        return self.records
+
+
+def _size_and_time(path: Path) -> list[int] | None:
+    """The key of `path`'s record: its size and modification time (ns); None when it cannot be found."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _reason_unreadable(path: Path) -> str | None:
+    """Why `path` cannot be decoded; None when it can."""
+    try:
+        load_rgb(path, min_size=64)
+    except UnreadableImageError as error:
+        return error.reason
+    return None
+
+
+def unreadable_errors(paths: list[Path], records: list[list]) -> list[UnreadableImageError]:
+    """The unreadable files among `paths`, as their records (`ImageCheck`) say, in order."""
+    return [
+        UnreadableImageError(path, record[2])
+        for path, record in zip(paths, records, strict=True)
+        if record[2] is not None
+    ]
+
+
+def read_index(index: Path | None) -> dict[str, list]:
     """The records of `index`; none when there is no index, or it cannot be read (it is then rebuilt)."""
     if index is None or not index.is_file():
         return {}
@@ -156,3 +206,11 @@ def _read_index(index: Path | None) -> dict[str, list]:
     except (ValueError, KeyError, AttributeError, TypeError):
         return {}
     return files if isinstance(files, dict) else {}
+
+
+def write_index(index: Path, paths: list[Path], records: list[list]) -> None:
+    """Record the records of `paths` (`ImageCheck`) in `index`, atomically; files that cannot be found are left out,
+    so that they are looked for again."""
+    files = {str(path): record for path, record in zip(paths, records, strict=True) if record[0] is not None}
+    index.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(index, json.dumps({"version": 1, "files": files}))

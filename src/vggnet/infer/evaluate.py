@@ -1,6 +1,6 @@
 """Evaluation: top-1, top-5, loss, per-class precision/recall/F1/support and the confusion matrix.
 
-vggnet eval --model runs/train/exp/best.pt --data DIR [--format table|json] [--out DIR]
+vggnet eval --model runs/train/exp/best.pt --data DIR|TABLE [--format table|json] [--out DIR]
 """
 
 import csv
@@ -11,8 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..choices import INFERENCE_BATCH_SIZE
-from ..data import ImageListDataset, collate_skipping_failures
-from ..data.folders import evaluation_samples
+from ..data import ImageListDataset, TableColumns, collate_skipping_failures, evaluation_samples_of
 from ..metrics import evaluation_metrics, evaluation_sums, per_class_scores
 from ..models.vgg import VGG
 from ..models.weights import imagenet_categories, imagenet_synsets
@@ -33,8 +32,12 @@ def evaluate(
     precision: str = "auto",
     compile: bool = False,
     out: str | Path | None = None,
+    path_column: str | None = None,
+    label_column: str = "label",
+    split_column: str | None = None,
+    image_root: str | Path | None = None,
 ) -> dict:
-    """Evaluate a model on a labelled image folder.
+    """Evaluate a model on a labelled image folder or table.
 
     >>> import os, vggnet
     >>> from pathlib import Path
@@ -60,10 +63,14 @@ def evaluate(
             after the model's classes (all or some of them); for the ImageNet classes, also their WordNet ids, as
             in ImageNet's own validation folders.
             One class is enough: top-1 is then the fraction of its images predicted as it.
+            Or a CSV or Parquet table of paths and labels (the labels are named as the folders are), or a folder
+            of tables (its val, valid, validation or test table): see `vggnet.data.tables`.
         out: Where to write `confusion_matrix.png`, `confusion_matrix.csv` and `metrics.json` (None: nowhere).
             The picture and the CSV have a row and a column per evaluated class, and, when the data holds only some
             of the model's classes, an `(other)` column counting the predictions of the classes left out;
             `metrics.json` holds the report (the matrix over all the model's classes).
+        path_column, label_column, split_column, image_root: How to read a table (as `vggnet train`'s settings
+            of those names): with `split_column`, its val rows are evaluated.
 
     Returns:
         `top1`, `top5` (fractions), `loss`, `num_images`, `per_class` ({class: precision, recall, f1, support}),
@@ -73,7 +80,8 @@ def evaluate(
     loaded = load_for_inference(model, pretrained, device, precision)
     imagenet = loaded.classes == imagenet_categories()
     wordnet_ids = dict(zip(imagenet_synsets(), loaded.classes, strict=True)) if imagenet else None
-    samples = evaluation_samples(data, loaded.classes, wordnet_ids)
+    columns = TableColumns(path_column, label_column, split_column, image_root)
+    samples = evaluation_samples_of(data, loaded.classes, wordnet_ids, columns)
     dataset = ImageListDataset(samples, loaded.preprocess.transform(), loaded.preprocess.decode_size)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping_failures)
     runner = InferenceRunner(loaded, compile=compile)

@@ -64,8 +64,24 @@ class TrainConfig:
     >>> vggnet.train(**config.to_dict())  # doctest: +SKIP
     """
 
-    data: str | None = _setting(None, "image folder", metavar="DIR", unset="the built-in digits")
-    val_split: float = _setting(0.2, "held out per class if DIR has no val/", metavar="F")
+    data: str | None = _setting(
+        None, "image folder, or a .csv or .parquet table of paths and labels", metavar="DIR|TABLE",
+        unset="the built-in digits",
+    )  # fmt: skip
+    val_split: float = _setting(0.2, "held out per class if the data has no val split", metavar="F")
+    path_column: str | None = _setting(
+        None, "the image paths' column of a --data table", metavar="NAME",
+        unset="path, or filename in a table without path",
+    )  # fmt: skip
+    label_column: str = _setting("label", "the labels' column of a --data table", metavar="NAME")
+    split_column: str | None = _setting(
+        None, "a --data table's column marking each row train or val (or neither: left out)", metavar="NAME",
+        unset="none",
+    )  # fmt: skip
+    image_root: str | None = _setting(
+        None, "the folder a --data table's relative paths are relative to", metavar="DIR",
+        unset="the table's folder, or its images/",
+    )  # fmt: skip
     model: str = _setting("vgg16_bn", f"one of: {', '.join(list_models(include_aliases=True))}", metavar="NAME")
     pretrained: str | None = _setting(
         None, "start from these weights", metavar="imagenet|PATH", unset="random initialisation"

@@ -6,12 +6,19 @@ torchrun starts the processes and sets RANK, LOCAL_RANK and WORLD_SIZE; `Distrib
 the process group (gloo on the CPU, nccl on CUDA, one GPU per process). Without torchrun it is a single process
 and every operation here is a no-op, so single-process and distributed training run the same code.
 `launch_torchrun` is what `--nproc N` does: start the same command under torchrun.
+
+Waiting. A collective fails when a process waits longer than TIMEOUT for the others: how a hung job ends. Preparing
+the data is the exception: the main process finds the data while the others wait, then each checks its share of
+the images, and on ImageNet's 1.28 million files either can take longer than any fixed timeout a training step
+would want. Those steps (`patient=True`) go through a second process group, on gloo (object collectives travel as
+CPU pickles under nccl too), whose PATIENT_TIMEOUT no dataset reaches. A process that dies still ends the job at
+once: torchrun stops every process when one fails; the long wait only spares the living ones.
 """
 
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import torch
@@ -21,6 +28,9 @@ from ..runtime import resolve_device
 
 # How long a collective waits for a missing process before failing (torchrun stops the others sooner when one dies).
 TIMEOUT = timedelta(minutes=10)
+# How long a data-preparation step may keep the processes waiting: longer than finding and checking any dataset
+# takes, and only the guard against a process that hangs alive (see the module docstring).
+PATIENT_TIMEOUT = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,9 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # the processes on this machine, which share its cores
+    # The gloo group of the waits that may take long (`patient=True`); None in one process.
+    patient_group: dist.ProcessGroup | None = field(default=None, repr=False, compare=False)
 
     @property
     def enabled(self) -> bool:
@@ -56,7 +69,9 @@ class Distributed:
         if not dist.is_initialized():
             backend = "nccl" if torch_device.type == "cuda" else "gloo"
             dist.init_process_group(backend, timeout=TIMEOUT, device_id=torch_device if backend == "nccl" else None)
-        return cls(rank, world_size, local_rank), torch_device
+        patient_group = dist.new_group(backend="gloo", timeout=PATIENT_TIMEOUT)
+        local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        return cls(rank, world_size, local_rank, local_world_size, patient_group), torch_device
 
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
@@ -83,17 +98,26 @@ class Distributed:
         value = torch.tensor([1.0 if flag else 0.0], device=device)
         return bool(self.all_reduce_sum(value).item() > 0)
 
-    def gather(self, value) -> list:
-        """Every process's `value` (any picklable object), in rank order, on every process."""
+    def gather(self, value, patient: bool = False) -> list:
+        """Every process's `value` (any picklable object), in rank order, on every process.
+
+        Args:
+            patient: Wait for the others up to PATIENT_TIMEOUT rather than TIMEOUT (see the module docstring).
+        """
         if not self.enabled:
             return [value]
         values = [None] * self.world_size
-        dist.all_gather_object(values, value)
+        dist.all_gather_object(values, value, group=self._group(patient))
         return values
 
-    def share(self, compute):
+    def share(self, compute, patient: bool = False):
         """Run `compute()` on the main process and give every process its result; an exception raised there is
-        raised on every process, so that none waits for a result that never comes."""
+        raised on every process, so that none waits for a result that never comes.
+
+        Args:
+            patient: The others wait for the result up to PATIENT_TIMEOUT rather than TIMEOUT: for a `compute` whose
+                time grows with the dataset (see the module docstring).
+        """
         if not self.enabled:
             return compute()
         box = [None]
@@ -102,11 +126,15 @@ class Distributed:
                 box[0] = ("ok", compute())
             except Exception as error:  # handed to the other processes, then raised everywhere
                 box[0] = ("error", error)
-        dist.broadcast_object_list(box, src=0)
+        dist.broadcast_object_list(box, src=0, group=self._group(patient))
         status, value = box[0]
         if status == "error":
             raise value
         return value
+
+    def _group(self, patient: bool):
+        """The process group of a collective: the patient one, or torch's default (None)."""
+        return self.patient_group if patient else None
 
 
 def launch_torchrun(processes: int, argv: list[str]) -> int:

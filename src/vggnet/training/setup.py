@@ -21,11 +21,11 @@ from ..data import (
     DatasetSplits,
     ImageListDataset,
     Preprocess,
+    TableColumns,
     collate_skipping_failures,
     default_cache_dir,
     digits_folder,
-    discover_splits,
-    find_unreadable,
+    splits_of,
 )
 from ..extras import require
 from ..models.factory import create_model
@@ -33,6 +33,7 @@ from ..models.loading import weights_keyword
 from ..models.vgg import VGG
 from .config import TrainConfig
 from .distributed import Distributed
+from .scan import check_data
 from .signals import ignore_stop_signals
 
 logger = logging.getLogger("vggnet")
@@ -58,14 +59,15 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
 def prepare_data(config: TrainConfig, distributed: Distributed) -> DatasetSplits:
     """The run's train and validation samples (the built-in digits without `data`), with unreadable images
     skipped, or refused under `strict`; under `no_check`, not looked for (each is then skipped when read). Called
-    on every process: the main one finds the data and prints its classes and counts; all of them check it.
-    Every image is decoded once: `scan_index` records the verdicts, and a later run on the same data decodes only
-    the files that are new or changed."""
-    splits, source = distributed.share(lambda: discover_data(config))
+    on every process: the main one finds the data and prints its classes and counts, while the others wait as long
+    as that takes; each checks its share of it (`check_data`), and all skip the same images. Every image is decoded
+    once: `scan_index` records the verdicts, and a later run on the same data decodes only the files that are new
+    or changed."""
+    splits, source = distributed.share(lambda: discover_data(config), patient=True)
     if config.no_check:
         return splits
     paths = [path for path, _ in splits.train + splits.val]
-    unreadable = find_unreadable(paths, workers=os.cpu_count() or 1, index=scan_index(source))
+    unreadable = check_data(paths, scan_index(source), distributed)
     if unreadable:
         listing = "\n".join(f"  {error}" for error in unreadable[:20])
         more = f"\n  ... and {len(unreadable) - 20} more" if len(unreadable) > 20 else ""
@@ -87,10 +89,11 @@ def prepare_data(config: TrainConfig, distributed: Distributed) -> DatasetSplits
 
 
 def discover_data(config: TrainConfig) -> tuple[DatasetSplits, Path]:
-    """The run's samples before any check, and where they were found (the dataset folder), which keys
-    `scan_index`. Prints the classes and their counts."""
+    """The run's samples before any check, and where they were found (the dataset folder, the table, or the folder
+    of tables), which keys `scan_index`. Prints the classes and their counts."""
     root = Path(config.data).expanduser() if config.data is not None else digits_folder()
-    splits = discover_splits(root, config.val_split, config.seed)
+    columns = TableColumns(config.path_column, config.label_column, config.split_column, config.image_root)
+    splits = splits_of(root, columns, config.val_split, config.seed)
     sizes = f"{len(splits.classes)} classes, {len(splits.train)} train, {len(splits.val)} val"
     print(f"data {root} ({splits.layout}): {sizes}")
     if len(splits.classes) <= 30:
@@ -99,7 +102,7 @@ def discover_data(config: TrainConfig) -> tuple[DatasetSplits, Path]:
 
 
 def scan_index(root: Path) -> Path:
-    """Where the check of `root`'s images is recorded (`find_unreadable`'s index): under the cache folder, one file
+    """Where the check of `root`'s images is recorded (`check_data`'s index): under the cache folder, one file
     per dataset folder, so that a restart, a resume or another run on the same folder decodes only what changed."""
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
     return default_cache_dir() / "scans" / f"{root.name}-{digest}.json"

@@ -180,8 +180,17 @@ def test_train_has_a_flag_for_each_config_field_and_three_of_its_own():
 def test_each_train_flag_gives_the_config_its_value():
     """Switches turn on, numbers arrive as numbers, and every choice a flag offers is one the config accepts."""
     train = build_parser().verbs["train"]
-    text = {"data": "photos", "model": "vgg13", "pretrained": "imagenet", "out": "elsewhere", "name": "trial",
-            "path_column": "file", "label_column": "wnid", "split_column": "split", "image_root": "images"}
+    text = {
+        "data": "photos",
+        "model": "vgg13",
+        "pretrained": "imagenet",
+        "out": "elsewhere",
+        "name": "trial",
+        "path_column": "file",
+        "label_column": "wnid",
+        "split_column": "split",
+        "image_root": "images",
+    }
     argv, expected = [], {}
     for setting in fields(TrainConfig):
         flag = "--" + setting.name.replace("_", "-")

@@ -131,6 +131,25 @@ def test_lists_and_tables_of_paths_relative_to_their_folder(trained, tmp_path, k
             collect_inputs([], [listing])
 
 
+def test_a_table_of_filenames_beside_an_images_folder_as_mini_imagenet_keeps_them(trained, tmp_path):
+    images = sorted((trained[1] / "val").rglob("*.png"))[:4]
+    (tmp_path / "mini" / "images").mkdir(parents=True)
+    for image in images:
+        (tmp_path / "mini" / "images" / image.name).write_bytes(image.read_bytes())
+    names = [image.name for image in images]
+    with open(tmp_path / "mini" / "train.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["filename", "label"], *[[name, "n01532829"] for name in names]])
+    entries = collect_inputs([], [tmp_path / "mini" / "train.csv"])  # no --path-column: filename, as training reads
+    assert [entry.file for entry in entries] == [str(tmp_path / "mini" / "images" / name) for name in names]
+    assert [entry.path for entry in entries] == names and all(entry.error is None for entry in entries)
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "mini" / "images").rename(moved)
+    with pytest.raises(ValueError, match="none of the first 4 images of .*train.csv .*pass --image-root DIR"):
+        collect_inputs([], [tmp_path / "mini" / "train.csv"])
+    entries = collect_inputs([], [tmp_path / "mini" / "train.csv"], image_root=moved)
+    assert [entry.file for entry in entries] == [str(moved / name) for name in names]
+
+
 def test_the_commands_stream_with_lists_and_report(trained, inputs, tmp_path, capsys):
     listing = tmp_path / "paths.txt"
     listing.write_text("notes.png\ngone.png\n")

@@ -13,14 +13,21 @@ from ..choices import ENGINES
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
-    """PATH... and --list, --path-column and --shard-size; the engine of --out DIR.parquet and its settings."""
+    """PATH... and --list, --path-column, --image-root and --shard-size; the engine of --out DIR.parquet and its
+    settings."""
     parser.add_argument("paths", nargs="*", metavar="PATH", help="image files, folders or glob patterns")
     parser.add_argument(
         "--list", action="append", default=[], metavar="FILE", dest="lists",
         help="more inputs: a .txt file of paths (one per line), or a .csv or .parquet table with a path column; "
         "relative paths are relative to the list's folder (repeatable)",
     )  # fmt: skip
-    parser.add_argument("--path-column", default="path", help="the path column of a --list table (path)")
+    parser.add_argument(
+        "--path-column", help="the path column of a --list table (path, or filename in a table without path)"
+    )
+    parser.add_argument(
+        "--image-root", metavar="DIR",
+        help="the folder that a --list's relative paths are relative to (the list's folder, or the images/ beside it)",
+    )  # fmt: skip
     parser.add_argument(
         "--shard-size", type=int, default=10_000, help="inputs per Parquet shard of --out DIR.parquet (10000)"
     )
@@ -52,7 +59,7 @@ def inputs_of(args: argparse.Namespace) -> list[str]:
         return args.paths
     from ..engines.inputs import collect_inputs
 
-    return [entry.file for entry in collect_inputs(args.paths, args.lists, args.path_column)]
+    return [entry.file for entry in collect_inputs(args.paths, args.lists, args.path_column, args.image_root)]
 
 
 def streams(args: argparse.Namespace) -> bool:
@@ -72,7 +79,7 @@ def run_stream(args: argparse.Namespace, options: dict, **task_options) -> int:
     else:
         engine_options = {"workers": options["workers"]}
     result = run(
-        args.model, args.paths, args.out, lists=args.lists, path_column=args.path_column,
+        args.model, args.paths, args.out, lists=args.lists, path_column=args.path_column, image_root=args.image_root,
         pretrained=options["pretrained"], device=options["device"], precision=options["precision"],
         batch_size=options["batch_size"], shard_size=args.shard_size, progress=sys.stderr.isatty(),
         engine=args.engine, **engine_options, **task_options,

@@ -265,7 +265,7 @@ def _refuse_columns(data: Path, columns: TableColumns) -> None:
 
 def _read_rows(table: Path, columns: TableColumns) -> _Rows:
     """A table's rows, with their image files placed (see the module docstring)."""
-    path_column = columns.path or next((c for c in PATH_COLUMNS if c in column_names(table)), PATH_COLUMNS[0])
+    path_column = path_column_of(table, columns.path)
     wanted = {path_column: "--path-column", columns.label: "--label-column"}
     if columns.split is not None:
         wanted[columns.split] = "--split-column"
@@ -281,6 +281,12 @@ def _read_rows(table: Path, columns: TableColumns) -> _Rows:
     folder = image_folder(table, paths, columns.image_root)
     splits = None if columns.split is None else [value.strip().lower() for value in values[columns.split]]
     return _Rows(table, [folder / path for path in paths], values[columns.label], splits)
+
+
+def path_column_of(table: Path, given: str | None, flag: str = "--data") -> str:
+    """The column of `table` that holds the image paths: `given` (--path-column), else the first of PATH_COLUMNS the
+    table has (else the first, which `read_columns` then reports missing)."""
+    return given or next((c for c in PATH_COLUMNS if c in column_names(table, flag)), PATH_COLUMNS[0])
 
 
 def image_folder(table: Path, paths: list[str], image_root: str | Path | None = None) -> Path:

@@ -22,7 +22,8 @@ def stream_predict(
     out: str | Path,
     *,
     lists: list[str | Path] = (),
-    path_column: str = "path",
+    path_column: str | None = None,
+    image_root: str | Path | None = None,
     topk: int = 5,
     pretrained: str | Path | None = None,
     device: str = "auto",
@@ -31,8 +32,8 @@ def stream_predict(
     **options,
 ) -> StreamResult:
     """`predict` into Parquet shards: one row per input of `inputs` (files, folders, globs) and of the `lists`
-    (see `inputs.collect_inputs`), with `top_class`, `top_index` and `top_prob`; `options` as the `engine` takes
-    them (`local.stream`, `ray_data.stream_on_ray`).
+    (read with `path_column` and `image_root`: see `inputs.collect_inputs`), with `top_class`, `top_index` and
+    `top_prob`; `options` as the `engine` takes them (`local.stream`, `ray_data.stream_on_ray`).
 
     >>> import vggnet
     >>> from PIL import Image
@@ -44,7 +45,8 @@ def stream_predict(
     (2, 1, 1)
     """
     spec = TaskSpec("predict", model, pretrained, precision, {"topk": topk})
-    return run(spec, collect_inputs(inputs, lists, path_column), out, device=device, engine=engine, **options)
+    entries = collect_inputs(inputs, lists, path_column, image_root)
+    return run(spec, entries, out, device=device, engine=engine, **options)
 
 
 def stream_embed(
@@ -53,7 +55,8 @@ def stream_embed(
     out: str | Path,
     *,
     lists: list[str | Path] = (),
-    path_column: str = "path",
+    path_column: str | None = None,
+    image_root: str | Path | None = None,
     layer: str | None = None,
     normalize: bool = False,
     pretrained: str | Path | None = None,
@@ -65,7 +68,8 @@ def stream_embed(
     """`embed` into Parquet shards: one row per input with a fixed-size float32 `embedding` (`layer` and `dim` in
     the files' metadata); inputs, `engine` and `options` as `stream_predict` takes them."""
     spec = TaskSpec("embed", model, pretrained, precision, {"layer": layer, "normalize": normalize})
-    return run(spec, collect_inputs(inputs, lists, path_column), out, device=device, engine=engine, **options)
+    entries = collect_inputs(inputs, lists, path_column, image_root)
+    return run(spec, entries, out, device=device, engine=engine, **options)
 
 
 def run(spec: TaskSpec, entries: list[Entry], out: str | Path, *, device: str, engine: str, **options) -> StreamResult:

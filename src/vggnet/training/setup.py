@@ -103,7 +103,8 @@ def discover_data(config: TrainConfig) -> tuple[DatasetSplits, Path]:
 
 def scan_index(root: Path) -> Path:
     """Where the check of `root`'s images is recorded (`check_data`'s index): under the cache folder, one file
-    per dataset folder, so that a restart, a resume or another run on the same folder decodes only what changed."""
+    per dataset (a folder or a table), so that a restart, a resume or another run on the same data decodes only what
+    changed."""
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
     return default_cache_dir() / "scans" / f"{root.name}-{digest}.json"
 

@@ -2,14 +2,15 @@
 
 The main job (`vggnet train`: vgg11_bn, compact head, 32x32, the built-in digits) runs once per session, for one
 epoch, in a sandbox folder that also holds what the README's commands name (photos/, more/*.jpg, cat.jpg,
-data/train, data/val, ~/flowers, my.yaml, paths.txt). Each `vggnet ...` line of a bash block then runs there in
-process and must exit 0. Lines that need what tests cannot have (downloads, several GPUs or machines, minutes of
-timing) are parsed by the CLI's own parser instead, each for a reason listed in PARSE_ONLY; Python snippets that
-download weights are compiled only.
+data/train, data/val, ~/flowers, my.yaml, paths.txt, labels.csv). Each `vggnet ...` line of a bash block then runs
+there in process and must exit 0. Lines that need what tests cannot have (downloads, several GPUs or machines,
+minutes of timing) are parsed by the CLI's own parser instead, each for a reason listed in PARSE_ONLY; Python
+snippets that download weights are compiled only.
 """
 
 import ast
 import contextlib
+import csv
 import io
 import os
 import re
@@ -194,6 +195,15 @@ def sandbox(tmp_path_factory) -> Path:
             _save(image, home / "flowers" / digit / image.name)
     (root / "my.yaml").write_text(yaml.safe_dump(MY_YAML), encoding="utf-8")
     (root / "paths.txt").write_text("".join(f"photos/{path.name}\n" for path in (root / "photos").iterdir()))
+    rows = [
+        (path.relative_to(root), split)
+        for split in ("train", "val")
+        for path in sorted((root / "data" / split).rglob("*.png"))
+    ]
+    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(
+            [["path", "label", "split"], *[[path, path.parent.name, split] for path, split in rows]]
+        )
     return root
 
 

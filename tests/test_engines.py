@@ -3,6 +3,7 @@ across shards, with bad inputs as error rows; a stopped job resumes to the same 
 
 import csv
 import json
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -163,3 +164,21 @@ def test_the_commands_stream_with_lists_and_report(trained, inputs, tmp_path, ca
     argv = ["predict", "--model", str(trained[0]), "--list", str(listing), "--out", str(tmp_path / "p.json")]
     assert main(argv) == 2
     assert "must name a folder ending in .parquet" in capsys.readouterr().err
+
+
+def test_the_ray_engine_names_files_for_workers_elsewhere_and_its_missing_extra(trained, tmp_path, monkeypatch):
+    from vggnet.engines import ray_data
+    from vggnet.engines.tasks import TaskSpec
+
+    monkeypatch.chdir(trained[0].parent)
+    (trained[0].parent / "imagenet").write_bytes(b"")  # a file of that name: "imagenet" still means the tag
+    spec = ray_data._portable(TaskSpec("predict", trained[0].name, None))
+    assert spec.model == trained[0].resolve()  # a Path: a file, wherever the worker runs
+    spec = ray_data._portable(TaskSpec("predict", "vgg11", "imagenet"))
+    assert (spec.model, spec.pretrained) == ("vgg11", "imagenet")
+    spec = ray_data._portable(TaskSpec("predict", "vgg11", f"./{trained[0].name}"))
+    assert spec.pretrained == trained[0].resolve()
+    (trained[0].parent / "imagenet").unlink()
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ImportError, match=r"--engine ray needs ray: pip install 'vggnet\[ray\]'"):
+        stream_predict(trained[0], [str(trained[1])], tmp_path / "labels.parquet", device="cpu", engine="ray")

@@ -5,6 +5,8 @@ killed mid-job, after which Ray's retries still give every row exactly once."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -120,6 +122,22 @@ def test_the_command_line_engine_settings(trained, inputs, tmp_path, capsys):
     assert "--engine ray writes Parquet shards: add --out DIR.parquet" in capsys.readouterr().err
     assert main([*argv[:-4], "--device", "cpu", "--gpus-per-worker", "1"]) == 2
     assert "--gpus-per-worker 1.0 reserves GPUs --device cpu would not use" in capsys.readouterr().err
+
+
+def test_a_second_command_joins_the_running_cluster_at_its_address(trained, inputs, tmp_path):
+    """`--address` joins a running cluster (here the one this module started) instead of starting one."""
+    address = ray.get_runtime_context().gcs_address
+    out = tmp_path / "vectors.parquet"
+    command = [sys.executable, "-m", "vggnet", "embed", "--model", str(trained[0]), *inputs, "--out", str(out),
+               "--engine", "ray", "--address", address, "--cpus-per-worker", "0.5", "--device", "cpu"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr  # two inputs failed
+    assert "38 rows (2 failed)" in done.stdout
+    assert (
+        "Started a local Ray instance" not in done.stderr
+        and f"Connecting to existing Ray cluster at address: {address}" in done.stderr
+    )
+    assert len(rows_by_path(out)) == 38
 
 
 def actor_pids() -> list[int]:

@@ -14,6 +14,8 @@ paths: a shared file system.
 """
 
 import os
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +24,8 @@ from ..choices import INFERENCE_BATCH_SIZE
 from ..data import ImagePathDataset
 from ..data.preprocess import Preprocess
 from ..extras import require
+from ..infer.source import model_source
+from ..models.loading import weights_keyword
 from .inputs import Entry
 from .job import SHARD_SIZE, Job, StreamResult
 from .tasks import TaskSpec
@@ -69,7 +73,7 @@ def stream_on_ray(
     if not files:
         return job.run([], task.name, progress)
     if not ray.is_initialized():
-        ray.init(address=address, logging_level="WARNING")
+        ray.init(address=address)
     context = ray_data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows in input order: shard after shard
     context.enable_progress_bars = False  # the job's own bar counts images
@@ -88,7 +92,7 @@ def stream_on_ray(
     )
     dataset = dataset.map_batches(
         _Inference,
-        fn_constructor_kwargs={"spec": spec, "device": worker_device, "threads": max(1, round(cpus_per_worker))},
+        fn_constructor_kwargs={"spec": _portable(spec), "device": worker_device, "threads": round(cpus_per_worker)},
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray_data.ActorPoolStrategy(size=num_workers),
@@ -106,6 +110,19 @@ def stream_on_ray(
             yield computed["index"].to_pylist(), columns, failures
 
     return job.run(results(), task.name, progress)
+
+
+def _portable(spec: TaskSpec) -> TaskSpec:
+    """`spec` with its model and weights files named by absolute path, since the workers' working folder may not be
+    this one (names, "imagenet" and models in memory stay as they are)."""
+    model, pretrained = spec.model, spec.pretrained
+    if isinstance(model, str | Path):
+        named = model_source(model)
+        model = named.resolve() if isinstance(named, Path) else named
+    if pretrained is not None:
+        file = weights_keyword(pretrained).get("checkpoint_path")
+        pretrained = Path(file).resolve() if file is not None else pretrained
+    return replace(spec, model=model, pretrained=pretrained)
 
 
 def _worker_device(device: str, gpus_per_worker: float) -> str:
@@ -141,7 +158,7 @@ class _Inference:
     undecodable files pass through with their error and null columns."""
 
     def __init__(self, spec: TaskSpec, device: str, threads: int) -> None:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(max(1, threads))  # a fraction of a CPU still runs one thread
         self.task = spec.build(device)
         self.device = self.task.loaded.device
 

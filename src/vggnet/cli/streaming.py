@@ -37,9 +37,9 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="local: this process, decoding in --workers processes; ray: a Ray Data pipeline on a local or "
         "running Ray cluster (pip install 'vggnet[ray]') (local)",
     )  # fmt: skip
-    engine.add_argument("--num-workers", type=int, default=1, help="ray: model actors (1)")
-    engine.add_argument("--cpus-per-worker", type=float, default=1.0, help="ray: CPUs per model actor (1)")
-    engine.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per model actor (0)")
+    engine.add_argument("--num-workers", type=int, default=1, metavar="N", help="ray: model actors (1)")
+    engine.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="CPUS", help="ray: CPUs per actor (1)")
+    engine.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="GPUS", help="ray: GPUs per actor (0)")
     engine.add_argument(
         "--address", help="ray: the cluster to join (auto: the one running on this machine; ray://HOST:10001); "
         "default: start a local one",

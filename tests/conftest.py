@@ -126,6 +126,23 @@ def trained_predictor(trained):
     return vggnet.Predictor(trained[0], device="cpu", precision="fp32")
 
 
+@pytest.fixture
+def job_inputs(trained, tmp_path) -> list[str]:
+    """A batch job's inputs: the 36 images of `trained`'s data folder, an unreadable file and a missing one."""
+    (tmp_path / "notes.png").write_bytes(b"not an image")
+    return [str(trained[1]), str(tmp_path / "notes.png"), str(tmp_path / "gone.png")]
+
+
+def rows_by_path(folder) -> dict[str, dict]:
+    """The rows of a batch job's Parquet output folder by path, checking that no path has two."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(folder).to_pylist()
+    paths = [row["path"] for row in rows]
+    assert len(paths) == len(set(paths)), "a path has two rows"
+    return {row["path"]: row for row in rows}
+
+
 # A tiny run of the main job's architecture (vgg11_bn, compact head, 32x32) at 1/8 width: seconds per epoch.
 TINY = {
     "model": "vgg11_bn",

@@ -9,31 +9,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import rows_by_path
 
 import vggnet
 from vggnet.cli import main
 from vggnet.engines import PredictTask, collect_inputs, stream, stream_embed, stream_predict
 
 
-@pytest.fixture
-def inputs(trained, tmp_path):
-    """The 36 images of the tiny dataset, an unreadable file and a missing one."""
-    (tmp_path / "notes.png").write_bytes(b"not an image")
-    return [str(trained[1]), str(tmp_path / "notes.png"), str(tmp_path / "gone.png")]
-
-
-def rows_by_path(folder) -> dict[str, dict]:
-    rows = pq.read_table(folder).to_pylist()
-    paths = [row["path"] for row in rows]
-    assert len(paths) == len(set(paths)), "a path has two rows"
-    return {row["path"]: row for row in rows}
-
-
-def test_predict_rows_equal_the_predictors_records_across_shards(trained, inputs, tmp_path, trained_predictor):
+def test_predict_rows_equal_the_predictors_records_across_shards(trained, job_inputs, tmp_path, trained_predictor):
     out = tmp_path / "labels.parquet"
-    result = stream_predict(trained[0], inputs, out, topk=2, shard_size=5, batch_size=4, device="cpu",
+    result = stream_predict(trained[0], job_inputs, out, topk=2, shard_size=5, batch_size=4, device="cpu",
                             precision="fp32")  # fmt: skip
-    expected = {record["path"]: record for record in trained_predictor(inputs, topk=2)}
+    expected = {record["path"]: record for record in trained_predictor(job_inputs, topk=2)}
     rows = rows_by_path(out)
     assert set(rows) == set(expected) and (result.rows, result.errors) == (38, 2)
     assert result.shards == 8 and len(list(out.glob("part-*.parquet"))) == 8 and result.skipped == 0
@@ -50,11 +37,11 @@ def test_predict_rows_equal_the_predictors_records_across_shards(trained, inputs
     assert metadata == {"task": "predict", "topk": 2, "classes": ["ant", "bee", "cat"]}
 
 
-def test_embed_rows_equal_embed_with_a_fixed_size_vector(trained, inputs, tmp_path):
+def test_embed_rows_equal_embed_with_a_fixed_size_vector(trained, job_inputs, tmp_path):
     out = tmp_path / "vectors.parquet"
-    stream_embed(trained[0], inputs, out, layer="pool5", normalize=True, shard_size=16, workers=1, device="cpu",
+    stream_embed(trained[0], job_inputs, out, layer="pool5", normalize=True, shard_size=16, workers=1, device="cpu",
                  precision="fp32")  # fmt: skip
-    reference = vggnet.embed(trained[0], inputs, layer="pool5", normalize=True, device="cpu", precision="fp32")
+    reference = vggnet.embed(trained[0], job_inputs, layer="pool5", normalize=True, device="cpu", precision="fp32")
     table = pq.read_table(out)
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), reference.features.shape[1])
     metadata = json.loads(table.schema.metadata[b"vggnet"])
@@ -81,9 +68,9 @@ class StopAfter:
         return self.task(images)
 
 
-def test_a_stopped_job_resumes_to_the_same_rows(trained, inputs, tmp_path):
+def test_a_stopped_job_resumes_to_the_same_rows(trained, job_inputs, tmp_path):
     loaded = vggnet.load_for_inference(trained[0], device="cpu", precision="fp32")
-    entries = collect_inputs(inputs)
+    entries = collect_inputs(job_inputs)
     whole = tmp_path / "whole.parquet"
     stream(PredictTask(loaded), entries, whole, shard_size=6, batch_size=4)
     out = tmp_path / "resumed.parquet"
@@ -97,17 +84,17 @@ def test_a_stopped_job_resumes_to_the_same_rows(trained, inputs, tmp_path):
     assert rows_by_path(out) == rows_by_path(whole)
 
 
-def test_a_folder_of_another_job_or_other_inputs_is_refused(trained, inputs, tmp_path):
+def test_a_folder_of_another_job_or_other_inputs_is_refused(trained, job_inputs, tmp_path):
     out = tmp_path / "labels.parquet"
-    stream_predict(trained[0], inputs, out, shard_size=5, device="cpu")
+    stream_predict(trained[0], job_inputs, out, shard_size=5, device="cpu")
     with pytest.raises(ValueError, match="another job .*task 'predict' there, 'embed' now"):
-        stream_embed(trained[0], inputs, out, shard_size=5, device="cpu")
+        stream_embed(trained[0], job_inputs, out, shard_size=5, device="cpu")
     (tmp_path / "notes.png").rename(tmp_path / "a notes.png")  # the inputs now sort differently: same count
     with pytest.raises(ValueError, match="the inputs changed since"):
-        stream_predict(trained[0], [inputs[0], str(tmp_path / "a notes.png"), inputs[2]], out, shard_size=5,
+        stream_predict(trained[0], [job_inputs[0], str(tmp_path / "a notes.png"), job_inputs[2]], out, shard_size=5,
                        device="cpu")  # fmt: skip
     with pytest.raises(ValueError, match="must name a folder ending in .parquet"):
-        stream_predict(trained[0], inputs, tmp_path / "labels", device="cpu")
+        stream_predict(trained[0], job_inputs, tmp_path / "labels", device="cpu")
 
 
 @pytest.mark.parametrize("kind", ["txt", "csv", "parquet"])
@@ -151,7 +138,7 @@ def test_a_table_of_filenames_beside_an_images_folder_as_mini_imagenet_keeps_the
     assert [entry.file for entry in entries] == [str(moved / name) for name in names]
 
 
-def test_the_commands_stream_with_lists_and_report(trained, inputs, tmp_path, capsys):
+def test_the_commands_stream_with_lists_and_report(trained, job_inputs, tmp_path, capsys):
     listing = tmp_path / "paths.txt"
     listing.write_text("notes.png\ngone.png\n")
     out = tmp_path / "v.parquet"

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import ray
-from conftest import write_image_folder
+from conftest import rows_by_path, write_image_folder
 
 import vggnet
 from vggnet.cli import main
@@ -33,19 +33,6 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture
-def inputs(trained, tmp_path):
-    (tmp_path / "notes.png").write_bytes(b"not an image")
-    return [str(trained[1]), str(tmp_path / "notes.png"), str(tmp_path / "gone.png")]
-
-
-def rows_by_path(folder) -> dict[str, dict]:
-    rows = pq.read_table(folder).to_pylist()
-    paths = [row["path"] for row in rows]
-    assert len(paths) == len(set(paths)), "a path has two rows"
-    return {row["path"]: row for row in rows}
-
-
 def assert_same_rows(ours: dict, theirs: dict, column: str, atol: float) -> None:
     assert ours.keys() == theirs.keys()
     for path, row in theirs.items():
@@ -57,27 +44,29 @@ def assert_same_rows(ours: dict, theirs: dict, column: str, atol: float) -> None
                 assert ours[path][name] == value, (path, name)
 
 
-def test_predict_and_embed_rows_equal_the_one_process_engines(trained, inputs, tmp_path):
+def test_predict_and_embed_rows_equal_the_one_process_engines(trained, job_inputs, tmp_path):
     options = {"shard_size": 10, "batch_size": 4, "device": "cpu", "precision": "fp32"}
     for verb, column, extra in ((stream_predict, "top_prob", {"topk": 2}), (stream_embed, "embedding", {})):
-        local = verb(trained[0], inputs, tmp_path / f"{verb.__name__}-local.parquet", **extra, **options)
-        on_ray = verb(trained[0], inputs, tmp_path / f"{verb.__name__}-ray.parquet", engine="ray", **extra, **options)
+        local = verb(trained[0], job_inputs, tmp_path / f"{verb.__name__}-local.parquet", **extra, **options)
+        on_ray = verb(
+            trained[0], job_inputs, tmp_path / f"{verb.__name__}-ray.parquet", engine="ray", **extra, **options
+        )
         assert (on_ray.rows, on_ray.errors, on_ray.shards) == (local.rows, local.errors, local.shards) == (38, 2, 4)
         assert pq.read_schema(on_ray.out / "part-000000.parquet") == pq.read_schema(local.out / "part-000000.parquet")
         assert_same_rows(rows_by_path(on_ray.out), rows_by_path(local.out), column, atol=1e-4)
 
 
-def test_a_job_started_by_one_engine_is_finished_by_the_other(trained, inputs, tmp_path):
-    whole = stream_predict(trained[0], inputs, tmp_path / "whole.parquet", shard_size=10, device="cpu")
+def test_a_job_started_by_one_engine_is_finished_by_the_other(trained, job_inputs, tmp_path):
+    whole = stream_predict(trained[0], job_inputs, tmp_path / "whole.parquet", shard_size=10, device="cpu")
     out = tmp_path / "resumed.parquet"
-    stream_predict(trained[0], inputs[:1], tmp_path / "first.parquet", shard_size=10, device="cpu")
+    stream_predict(trained[0], job_inputs[:1], tmp_path / "first.parquet", shard_size=10, device="cpu")
     for shard in ("part-000000.parquet", "part-000001.parquet"):  # the first 20 inputs, as a stopped run left them
         out.mkdir(exist_ok=True)
         (out / shard).write_bytes((tmp_path / "first.parquet" / shard).read_bytes())
     record = json.loads((whole.out / "_vggnet.json").read_text())
     record["shards"] = {key: value for key, value in record["shards"].items() if key in ("0", "1")}
     (out / "_vggnet.json").write_text(json.dumps(record))
-    result = stream_predict(trained[0], inputs, out, shard_size=10, device="cpu", engine="ray")
+    result = stream_predict(trained[0], job_inputs, out, shard_size=10, device="cpu", engine="ray")
     assert (result.skipped, result.rows, result.errors) == (2, 38, 2)
     assert rows_by_path(out) == rows_by_path(whole.out)
 
@@ -111,24 +100,24 @@ def test_a_model_actor_killed_mid_job_leaves_every_row_exactly_once(tmp_path):
     assert killed[0] not in actor_pids()  # the rows came from a restarted actor
 
 
-def test_the_command_line_engine_settings(trained, inputs, tmp_path, capsys):
+def test_the_command_line_engine_settings(trained, job_inputs, tmp_path, capsys):
     out = tmp_path / "labels.parquet"
-    argv = ["predict", "--model", str(trained[0]), *inputs, "--out", str(out), "--engine", "ray",
+    argv = ["predict", "--model", str(trained[0]), *job_inputs, "--out", str(out), "--engine", "ray",
             "--num-workers", "1", "--cpus-per-worker", "0.5", "--device", "cpu", "--shard-size", "20"]  # fmt: skip
     assert main(argv) == 1  # two inputs failed
     assert "38 rows (2 failed) in 2 shard(s)" in capsys.readouterr().out
     assert len(rows_by_path(out)) == 38
-    assert main(["predict", "--model", str(trained[0]), *inputs, "--engine", "ray"]) == 2
+    assert main(["predict", "--model", str(trained[0]), *job_inputs, "--engine", "ray"]) == 2
     assert "--engine ray writes Parquet shards: add --out DIR.parquet" in capsys.readouterr().err
     assert main([*argv[:-4], "--device", "cpu", "--gpus-per-worker", "1"]) == 2
     assert "--gpus-per-worker 1.0 reserves GPUs --device cpu would not use" in capsys.readouterr().err
 
 
-def test_a_second_command_joins_the_running_cluster_at_its_address(trained, inputs, tmp_path):
+def test_a_second_command_joins_the_running_cluster_at_its_address(trained, job_inputs, tmp_path):
     """`--address` joins a running cluster (here the one this module started) instead of starting one."""
     address = ray.get_runtime_context().gcs_address
     out = tmp_path / "vectors.parquet"
-    command = [sys.executable, "-m", "vggnet", "embed", "--model", str(trained[0]), *inputs, "--out", str(out),
+    command = [sys.executable, "-m", "vggnet", "embed", "--model", str(trained[0]), *job_inputs, "--out", str(out),
                "--engine", "ray", "--address", address, "--cpus-per-worker", "0.5", "--device", "cpu"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stderr  # two inputs failed

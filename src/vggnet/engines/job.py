@@ -153,10 +153,5 @@ class _ShardWriter:
         names = [name for name in self.schema.names if name not in ("path", "error")]
         arrays = [pa.array(paths, pa.string()), pa.array(errors, pa.string())]
         for name in names:
-            kind = self.schema.field(name).type
-            if columns is None:
-                arrays.append(pa.nulls(len(paths), kind))
-            else:
-                value = columns[name]
-                arrays.append(value if isinstance(value, pa.Array) else pa.array(value, kind))
+            arrays.append(pa.nulls(len(paths), self.schema.field(name).type) if columns is None else columns[name])
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)

@@ -4,10 +4,9 @@ list of paths, never the results.
 """
 
 import torch
-from torch.utils.data import DataLoader
 
 from ..choices import INFERENCE_BATCH_SIZE
-from ..data import ImagePathDataset, collate_inference
+from ..infer.batches import check_batch_size, inference_loader
 from .inputs import Entry
 from .job import SHARD_SIZE, Job, StreamResult
 
@@ -28,12 +27,10 @@ def stream(
     Raises:
         ValueError: a bad setting, or `out` holds another job's output (see `ParquetShards`).
     """
-    if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    check_batch_size(batch_size)
     job = Job(task, entries, out, shard_size)
     loaded = task.loaded
-    dataset = ImagePathDataset(job.files, loaded.preprocess.transform(), loaded.preprocess.decode_size)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_inference)
+    loader = inference_loader(loaded, job.files, batch_size, workers)
 
     def results():
         for images, indices, failures in loader:

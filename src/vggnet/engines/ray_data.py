@@ -24,6 +24,7 @@ from ..choices import INFERENCE_BATCH_SIZE
 from ..data import ImagePathDataset
 from ..data.preprocess import Preprocess
 from ..extras import require
+from ..infer.batches import check_batch_size
 from ..infer.source import model_source
 from ..models.loading import weights_keyword
 from .inputs import Entry
@@ -59,9 +60,9 @@ def stream_on_ray(
         MissingExtra: Ray is not installed.
     """
     worker_device = _worker_device(device, gpus_per_worker)
-    for flag, value in (("--num-workers", num_workers), ("--batch-size", batch_size)):
-        if value < 1:
-            raise ValueError(f"{flag} must be at least 1, got {value}")
+    check_batch_size(batch_size)
+    if num_workers < 1:
+        raise ValueError(f"--num-workers must be at least 1, got {num_workers}")
     if cpus_per_worker <= 0:
         raise ValueError(f"--cpus-per-worker must be more than 0, got {cpus_per_worker}")
     ray = require("ray", "ray", "--engine ray")
@@ -161,25 +162,23 @@ class _Inference:
         torch.set_num_threads(max(1, threads))  # a fraction of a CPU still runs one thread
         self.task = spec.build(device)
         self.device = self.task.loaded.device
+        pa = require("pyarrow", "parquet", "Parquet output")
+        self.schema = pa.schema([("index", pa.int64()), ("error", pa.string()), *self.task.columns().items()])
 
     def __call__(self, batch: dict):
         pa = require("pyarrow", "parquet", "Parquet output")
         errors = [str(error) for error in batch["error"]]
         computed = np.array([not error for error in errors])
-        schema = pa.schema([("index", pa.int64()), ("error", pa.string()), *self.task.columns().items()])
+        names = self.schema.names[2:]
         parts = []
         if computed.any():
             images = torch.from_numpy(batch["image"][computed]).to(self.device, memory_format=torch.channels_last)
             columns = self.task(images)
             arrays = [pa.array(batch["index"][computed], pa.int64()), pa.nulls(int(computed.sum()), pa.string())]
-            for name in schema.names[2:]:
-                value = columns[name]
-                arrays.append(value if isinstance(value, pa.Array) else pa.array(value, schema.field(name).type))
-            parts.append(pa.Table.from_arrays(arrays, schema=schema))
+            parts.append(pa.Table.from_arrays([*arrays, *(columns[name] for name in names)], schema=self.schema))
         if not computed.all():
-            failed = ~computed
             reasons = [error for error in errors if error]
-            arrays = [pa.array(batch["index"][failed], pa.int64()), pa.array(reasons, pa.string())]
-            arrays += [pa.nulls(len(reasons), schema.field(name).type) for name in schema.names[2:]]
-            parts.append(pa.Table.from_arrays(arrays, schema=schema))
+            arrays = [pa.array(batch["index"][~computed], pa.int64()), pa.array(reasons, pa.string())]
+            nulls = [pa.nulls(len(reasons), self.schema.field(name).type) for name in names]
+            parts.append(pa.Table.from_arrays([*arrays, *nulls], schema=self.schema))
         return pa.concat_tables(parts)

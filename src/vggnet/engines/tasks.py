@@ -1,7 +1,8 @@
 """What a batch job computes per image, and the Parquet columns it writes: `PredictTask` (the top-k classes) and
 `EmbedTask` (a feature vector). Every row also has `path` and `error` (null unless the input failed, and then the
-task's own columns are null). A `TaskSpec` says which task on which model, so that an engine's workers can
-build it where they run."""
+task's own columns are null). A task called on a batch of images returns its columns as Arrow arrays of the types
+`columns()` names. A `TaskSpec` says which task on which model, so that an engine's workers can build it where they
+run."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +50,10 @@ class PredictTask:
 
     def __call__(self, images: torch.Tensor) -> dict:
         tops = top_classes(self.runner(images), self.classes, self.topk)
+        fields, kinds = {"top_class": "class", "top_index": "index", "top_prob": "prob"}, self.columns()
         return {
-            "top_class": [[entry["class"] for entry in top] for top in tops],
-            "top_index": [[entry["index"] for entry in top] for top in tops],
-            "top_prob": [[entry["prob"] for entry in top] for top in tops],
+            column: _arrow().array([[entry[field] for entry in top] for top in tops], kinds[column])
+            for column, field in fields.items()
         }
 
 

@@ -38,6 +38,19 @@ def expand_inputs(inputs: list[str | Path]) -> list[tuple[str, str | None]]:
     return entries
 
 
+def check_batch_size(batch_size: int) -> None:
+    """Refuse a `--batch-size` below 1, before anything is read or written."""
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+
+
+def inference_loader(loaded: LoadedModel, files: list[str | Path], batch_size: int, workers: int) -> DataLoader:
+    """Batches of `files` decoded and preprocessed for `loaded` in `workers` processes: (images of the readable
+    ones, their indices, (index, reason) of the others), as `collate_inference` makes them."""
+    dataset = ImagePathDataset(files, loaded.preprocess.transform(), loaded.preprocess.decode_size)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_inference)
+
+
 class InputBatches:
     """Iterate over (positions, images) batches of the readable inputs (float32, on the model's device).
 
@@ -48,16 +61,14 @@ class InputBatches:
     def __init__(
         self, loaded: LoadedModel, inputs: list[str | Path], batch_size: int, workers: int, progress: bool, desc: str
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        check_batch_size(batch_size)
         self.loaded = loaded
         entries = expand_inputs(inputs)
         self.paths = [path for path, _ in entries]
         self.errors = {position: error for position, (_, error) in enumerate(entries) if error is not None}
         self._readable = [position for position, (_, error) in enumerate(entries) if error is None]
         readable = [self.paths[p] for p in self._readable]
-        dataset = ImagePathDataset(readable, loaded.preprocess.transform(), loaded.preprocess.decode_size)
-        self._loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_inference)
+        self._loader = inference_loader(loaded, readable, batch_size, workers)
         self._bar = {"desc": desc, "disable": not progress or len(self._loader) < 2}
 
     def __iter__(self) -> Iterator[tuple[list[int], torch.Tensor]]:

@@ -64,3 +64,22 @@ def test_the_scan_benchmark_reports_cold_and_warm_rates():
     for step, seconds in report["seconds"].items():
         assert report["images_per_s"][step] == pytest.approx(300 / seconds)
     assert report["index_mb"] > 0
+
+
+@pytest.mark.slow
+def test_the_predict_photos_benchmark_times_both_sides_on_every_photo():
+    command = [sys.executable, str(BENCHMARKS / "predict_photos.py"), "--images", "8", "--size", "320x240",
+               "--rounds", "1", "--model", "vgg11", "--format", "json"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stderr  # 1: the target missed
+    report = json.loads(done.stdout)
+    cases = ["torchvision", "vggnet", "vggnet_workers0"]
+    assert report["images"] == 8 and report["predicted"] == dict.fromkeys(cases, 8)
+    assert sorted(report["wall_s"]) == cases and report["photos_mb"] > 0
+    for name in cases:
+        assert report["images_per_s"][name] == pytest.approx(8 / report["wall_s"][name])
+    for name in cases[1:]:
+        assert report["ratios"][name] == pytest.approx(report["wall_s"]["torchvision"] / report["wall_s"][name])
+    assert report["headline"] == "vggnet" and report["ratio"] == report["ratios"]["vggnet"]
+    assert report["pass"] == (report["ratio"] >= 3.0)
+    assert done.returncode == (0 if report["pass"] else 1)

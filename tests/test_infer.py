@@ -189,6 +189,18 @@ def test_predict_records_errors_and_order(trained, mixed_inputs):
         assert record["top"][0]["prob"] >= record["top"][1]["prob"]
 
 
+def test_decoding_workers_default_to_the_spare_cores_for_more_than_one_batch(trained, monkeypatch, capsys):
+    from vggnet import runtime
+
+    monkeypatch.setattr(runtime, "default_workers", lambda: 3)
+    assert runtime.loader_workers(None, images=9, batch_size=8) == 3
+    assert runtime.loader_workers(None, images=8, batch_size=8) == 0  # one batch: no process to start
+    assert runtime.loader_workers(2, images=1, batch_size=8) == 2  # as asked
+    checkpoint, data = trained
+    assert main(["predict", "--model", str(checkpoint), str(data), "--workers", "-1"]) != 0
+    assert "--workers must be 0 (decode in this process) or more, got -1" in capsys.readouterr().err
+
+
 def test_predict_cli_exit_codes_and_formats(trained, mixed_inputs, tmp_path, capsys):
     checkpoint, _ = trained
     assert main(["predict", "--model", str(checkpoint), mixed_inputs[0], "--format", "json"]) == 0
@@ -592,6 +604,48 @@ def test_folding_batchnorm_keeps_outputs_and_layer_names():
         torch.testing.assert_close(folded(x), expected, atol=1e-4, rtol=1e-4)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     assert folded.layer_names == vggnet.create_model("vgg13_bn", num_classes=5).layer_names
+
+
+def _with_running_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` in eval mode with BatchNorm statistics that are not the identity, so that folding them shows."""
+    torch.manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def test_the_cpu_inference_form_matches_torchvision():
+    from vggnet.models.inference_form import ConvReLU, LinearReLU, inference_form
+
+    reference = _with_running_statistics(torchvision.models.vgg11_bn(num_classes=5))
+    model = vggnet.create_model("vgg11_bn", num_classes=5)
+    model.load_state_dict(reference.state_dict())
+    form = inference_form(model, torch.float32, torch.device("cpu"))
+    assert sum(isinstance(m, ConvReLU) for m in form.features) == 8
+    assert [type(m) for m in form.classifier][::3] == [LinearReLU, LinearReLU, LinearReLU]
+    assert not any(isinstance(m, (torch.nn.ReLU, torch.nn.BatchNorm2d)) for m in form.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the model itself is left alone
+    with torch.no_grad():
+        for batch in (3, 1, 3):  # a new input shape packs the convolutions' weights again
+            x = torch.randn(batch, 3, 64, 64)
+            fused = form(x.contiguous(memory_format=torch.channels_last))
+            torch.testing.assert_close(fused, reference(x), atol=1e-4, rtol=1e-4)
+
+
+def test_the_low_precision_form_fuses_only_where_onednn_runs_it():
+    from vggnet.models.inference_form import ConvReLU, inference_form
+
+    model = _with_running_statistics(vggnet.create_model("vgg11_bn", num_classes=5, head="compact", width_mult=0.25))
+    form = inference_form(model, torch.bfloat16, torch.device("cpu"))
+    fused = any(isinstance(m, ConvReLU) for m in form.modules())
+    assert fused == torch.ops.mkldnn._is_mkldnn_bf16_supported()  # plain AVX2 has no bf16 kernels to fuse into
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        low = form(x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)).float()
+        torch.testing.assert_close(low, model(x), atol=0.05, rtol=0.05)
 
 
 def test_the_default_fast_path_agrees_with_fp32(trained):

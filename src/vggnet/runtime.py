@@ -56,6 +56,17 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return _AUTOCAST_DTYPES.get(precision)
 
 
+def loader_workers(workers: int | None, images: int, batch_size: int) -> int:
+    """Decoding processes for a batch verb: `workers` as asked, or for None (auto) `default_workers()` when the
+    images make more than one batch (decoding the next batch while the model runs), else 0 (starting a process
+    costs more than decoding one batch)."""
+    if workers is not None and workers < 0:
+        raise ValueError(f"--workers must be 0 (decode in this process) or more, got {workers}")
+    if workers is None:
+        return default_workers() if images > batch_size else 0
+    return workers
+
+
 def default_workers() -> int:
     """Data-loading processes: one per spare core, at most 8 (0 loads in the training process)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

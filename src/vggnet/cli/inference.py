@@ -35,7 +35,12 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=INFERENCE_BATCH_SIZE, help=f"images per batch ({INFERENCE_BATCH_SIZE})"
     )
-    parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="decoding processes (default: one per spare core, up to 8, when the inputs make more than one batch)",
+    )
 
 
 def _inference_options(args: argparse.Namespace) -> dict:

@@ -18,7 +18,7 @@ def stream(
     *,
     shard_size: int = SHARD_SIZE,
     batch_size: int = INFERENCE_BATCH_SIZE,
-    workers: int = 0,
+    workers: int | None = None,
     progress: bool = False,
 ) -> StreamResult:
     """Run `task` (`tasks.PredictTask` or `tasks.EmbedTask`) on every entry in this process, writing one row per

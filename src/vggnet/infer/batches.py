@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data import ImagePathDataset, collate_inference, list_images
+from ..runtime import loader_workers
 from .source import LoadedModel
 
 _GLOB_CHARACTERS = set("*?[")
@@ -44,11 +45,13 @@ def check_batch_size(batch_size: int) -> None:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
 
 
-def inference_loader(loaded: LoadedModel, files: list[str | Path], batch_size: int, workers: int) -> DataLoader:
-    """Batches of `files` decoded and preprocessed for `loaded` in `workers` processes: (images of the readable
-    ones, their indices, (index, reason) of the others), as `collate_inference` makes them."""
+def inference_loader(loaded: LoadedModel, files: list[str | Path], batch_size: int, workers: int | None) -> DataLoader:
+    """Batches of `files` decoded and preprocessed for `loaded` in `workers` processes (None: `loader_workers`'
+    choice): (images of the readable ones, their indices, (index, reason) of the others), as `collate_inference`
+    makes them."""
     dataset = ImagePathDataset(files, loaded.preprocess.transform(), loaded.preprocess.decode_size)
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_inference)
+    num_workers = loader_workers(workers, len(files), batch_size)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_inference)
 
 
 class InputBatches:
@@ -59,7 +62,13 @@ class InputBatches:
     """
 
     def __init__(
-        self, loaded: LoadedModel, inputs: list[str | Path], batch_size: int, workers: int, progress: bool, desc: str
+        self,
+        loaded: LoadedModel,
+        inputs: list[str | Path],
+        batch_size: int,
+        workers: int | None,
+        progress: bool,
+        desc: str,
     ) -> None:
         check_batch_size(batch_size)
         self.loaded = loaded

@@ -93,7 +93,7 @@ def embed(
     layer: str | None = None,
     normalize: bool = False,
     batch_size: int = INFERENCE_BATCH_SIZE,
-    workers: int = 0,
+    workers: int | None = None,
     device: str = "auto",
     precision: str = "auto",
     progress: bool = False,

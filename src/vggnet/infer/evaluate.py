@@ -16,6 +16,7 @@ from ..metrics import evaluation_metrics, evaluation_sums, per_class_scores
 from ..models.vgg import VGG
 from ..models.weights import imagenet_categories, imagenet_synsets
 from ..plots import plot_confusion_matrix
+from ..runtime import loader_workers
 from ..tables import render_table
 from .runner import InferenceRunner
 from .source import LoadedModel, load_for_inference
@@ -27,7 +28,7 @@ def evaluate(
     *,
     pretrained: str | Path | None = None,
     batch_size: int = INFERENCE_BATCH_SIZE,
-    workers: int = 0,
+    workers: int | None = None,
     device: str = "auto",
     precision: str = "auto",
     compile: bool = False,
@@ -83,7 +84,8 @@ def evaluate(
     columns = TableColumns(path_column, label_column, split_column, image_root)
     samples = evaluation_samples_of(data, loaded.classes, wordnet_ids, columns)
     dataset = ImageListDataset(samples, loaded.preprocess.transform(), loaded.preprocess.decode_size)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping_failures)
+    num_workers = loader_workers(workers, len(dataset), batch_size)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping_failures)
     runner = InferenceRunner(loaded, compile=compile)
     result = evaluation_metrics(evaluation_sums(runner, len(loaded.classes), loader, loaded.device))
     confusion = result["confusion"]

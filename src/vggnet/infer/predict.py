@@ -41,7 +41,7 @@ class Predictor:
             or `fp16`.
         compile: torch.compile the model first (a one-time cost; worth it for many images).
         batch_size: Images per forward pass.
-        workers: Decoding processes.
+        workers: Decoding processes (None: one per spare core, up to 8, for more than one batch of inputs).
     """
 
     def __init__(
@@ -53,7 +53,7 @@ class Predictor:
         precision: str = "auto",
         compile: bool = False,
         batch_size: int = INFERENCE_BATCH_SIZE,
-        workers: int = 0,
+        workers: int | None = None,
     ) -> None:
         self.loaded = load_for_inference(model, pretrained, device, precision)
         self.runner = InferenceRunner(self.loaded, compile=compile)
@@ -107,7 +107,7 @@ def predict(
     pretrained: str | Path | None = None,
     topk: int = 5,
     batch_size: int = INFERENCE_BATCH_SIZE,
-    workers: int = 0,
+    workers: int | None = None,
     device: str = "auto",
     precision: str = "auto",
     compile: bool = False,

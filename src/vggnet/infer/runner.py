@@ -1,11 +1,13 @@
 """How a loaded model runs for `predict`, `eval` and `embed`: the fast path by default, exact fp32 on request.
 
-- `fp32`: the model as trained, channels_last. Exact.
-- `bf16` / `fp16` (what `--precision auto` picks where the hardware runs it natively): BatchNorm folded into the
-  convolutions, weights cast once to the low precision (autocast would re-cast them on every call), channels_last.
+- `fp32`: the model as trained, with BatchNorm folded into the convolutions and, on the CPU, each ReLU fused into
+  the layer before it (`models.inference_form`); the plain module's outputs up to float rounding.
+- `bf16` / `fp16` (what `--precision auto` picks where the hardware runs it natively): the same, with the weights
+  cast once to the low precision (autocast would re-cast them on every call).
   The same form as the training loop validates with (`models.inference_form`), so that `vggnet eval` of a run's
   `best.pt` reproduces the validation it recorded.
-- `compile=True`: torch.compile (inductor, weights frozen) on top, for long jobs; its one-time cost is logged.
+- `compile=True`: torch.compile (inductor, weights frozen, which fuses and prepacks itself) on the folded model,
+  for long jobs; its one-time cost is logged.
 
 >>> import torch, vggnet
 >>> from vggnet.infer.runner import InferenceRunner
@@ -22,7 +24,7 @@ import warnings
 
 import torch
 
-from ..models.inference_form import inference_input, low_precision_copy
+from ..models.inference_form import inference_form, inference_input
 from .source import LoadedModel, inference_ready
 
 logger = logging.getLogger("vggnet")
@@ -35,8 +37,8 @@ class InferenceRunner:
 
     Args:
         loaded: The model, its device and its resolved precision.
-        fold: Fold BatchNorm in the low-precision path (off when intermediate layers are read, as in `embed`,
-            where `conv*` should stay the convolution's own output).
+        fold: Fold BatchNorm and fuse the ReLUs (off when intermediate layers are read, as in `embed`, where
+            `conv*` should stay the convolution's own output).
         compile: torch.compile the prepared model.
     """
 
@@ -48,9 +50,10 @@ class InferenceRunner:
         self._compile_reported = False
         model = loaded.model
         if loaded.precision != "int8":
-            if self.dtype != torch.float32:
-                model = low_precision_copy(model, self.dtype, self.device, fold)
-            model = inference_ready(model, self.device)  # a copy, if the model is the caller's and not ready
+            if fold or self.dtype != torch.float32:
+                model = inference_form(model, self.dtype, self.device, fold, fuse=not self.compiled)
+            else:
+                model = inference_ready(model, self.device)  # a copy, if the model is the caller's and not ready
         self.model = model
         self._forward = torch.compile(model, dynamic=False) if self.compiled else model
 

@@ -1,9 +1,12 @@
 """The form a VGG takes for inference, shared by `vggnet eval` and the training loop's validation, so that the
 top-1 that `best.pt` records is the one that `vggnet eval` measures on the same images.
 
-- fp32: the model itself in eval mode, channels_last.
-- bf16 / fp16: a copy with each BatchNorm folded into its convolution and the weights cast once to the low
-  precision (autocast would re-cast them on every call), channels_last.
+A copy of the model in eval mode, channels_last, with each BatchNorm folded into its convolution and the weights
+cast once to the precision (fp32, bf16 or fp16; autocast would re-cast them on every call). On the CPU, where
+oneDNN runs the precision, each convolution and linear layer also applies the ReLU after it in the same kernel
+(oneDNN's post-op, the call inductor's frozen graphs make), and each fp32 convolution keeps its weights in oneDNN's
+blocked layout for the last input shape it saw instead of reordering them on every call: vgg16 at 224 runs 1.05-1.25x
+faster than the plain module (BENCHMARKS.md). The outputs are the plain module's up to float rounding.
 
 Inputs go in as `inference_input` makes them, in batches of `vggnet.choices.INFERENCE_BATCH_SIZE`.
 """
@@ -30,15 +33,89 @@ def fold_batchnorm(model: VGG) -> VGG:
     return model
 
 
-def low_precision_copy(model: VGG, dtype: torch.dtype, device: torch.device, fold: bool = True) -> VGG:
-    """A copy of `model` for inference in `dtype` (bf16 or fp16); `model` itself is left as it is.
+class ConvReLU(nn.Conv2d):
+    """A 3x3 convolution that applies the ReLU after it in oneDNN's kernel (CPU only). Its parameters and
+    state-dict keys are the convolution's; fp32 weights are reordered into oneDNN's layout once per input shape."""
+
+    def __init__(self, conv: nn.Conv2d, relu: bool) -> None:
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                         conv.dilation, conv.groups, conv.bias is not None, device="meta")  # fmt: skip
+        self.weight, self.bias = conv.weight, conv.bias
+        self.attr = "relu" if relu else "none"
+        self._packed: tuple[tuple[int, ...], torch.Tensor] | None = None  # (input shape, weights in oneDNN's layout)
+
+    def _weight_for(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.detach()
+        if weight.dtype != torch.float32:  # oneDNN packs low-precision weights only on CPUs that convert natively
+            return weight
+        shape = tuple(x.shape)
+        if self._packed is None or self._packed[0] != shape:
+            packed = torch.ops.mkldnn._reorder_convolution_weight(
+                weight, self.padding, self.stride, self.dilation, self.groups, list(shape)
+            )
+            self._packed = (shape, packed)
+        return self._packed[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.detach()
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self._weight_for(x), bias, self.padding, self.stride, self.dilation, self.groups, self.attr, [], ""
+        )
+
+
+class LinearReLU(nn.Linear):
+    """A linear layer that applies the ReLU after it (or nothing) in oneDNN's kernel (CPU only)."""
+
+    def __init__(self, linear: nn.Linear, relu: bool) -> None:
+        super().__init__(linear.in_features, linear.out_features, linear.bias is not None, device="meta")
+        self.weight, self.bias = linear.weight, linear.bias
+        self.attr = "relu" if relu else "none"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.detach()
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight.detach(), bias, self.attr, [], "")
+
+
+def onednn_runs(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether oneDNN's fused kernels run `dtype` on `device`: fp32 on any x86 CPU, bf16 and fp16 only where the
+    CPU converts them natively (AVX-512 or AVX-NE-CONVERT; on plain AVX2 the kernels refuse)."""
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    supported = {
+        torch.float32: lambda: True,
+        torch.bfloat16: torch.ops.mkldnn._is_mkldnn_bf16_supported,
+        torch.float16: torch.ops.mkldnn._is_mkldnn_fp16_supported,
+    }
+    return dtype in supported and supported[dtype]()
+
+
+def fuse_relu(model: VGG) -> VGG:
+    """Replace each convolution and linear layer with one that applies the ReLU after it in the same kernel, and
+    that ReLU with an Identity (in place; after `fold_batchnorm`, so that nothing stands between them). Layer
+    names and indices stay."""
+    for sequence, kind, fused in ((model.features, nn.Conv2d, ConvReLU), (model.classifier, nn.Linear, LinearReLU)):
+        for index, module in enumerate(sequence):
+            if type(module) is not kind:
+                continue
+            after = next((i for i in range(index + 1, len(sequence)) if not isinstance(sequence[i], nn.Identity)), None)
+            relu = after is not None and isinstance(sequence[after], nn.ReLU)
+            sequence[index] = fused(module, relu)
+            if relu:
+                sequence[after] = nn.Identity()
+    return model
+
+
+def inference_form(model: VGG, dtype: torch.dtype, device: torch.device, fold: bool = True, fuse: bool = True) -> VGG:
+    """A copy of `model` for inference in `dtype` on `device`; `model` itself is left as it is.
 
     Args:
         model: The model (in any mode, on any device).
         dtype: The weights' dtype.
         device: Where the copy runs.
-        fold: Fold BatchNorm into the convolutions (off when intermediate layers are read, as in `embed`, where
-            `conv*` should stay the convolution's own output).
+        fold: Fold BatchNorm into the convolutions, and (with `fuse`) each ReLU into the layer before it (off when
+            intermediate layers are read, as in `embed`, where `conv*` should stay the convolution's own output).
+        fuse: Fuse the ReLUs where oneDNN runs `dtype` on `device` (off under torch.compile, whose frozen graph
+            fuses them itself).
 
     Returns:
         The copy in eval mode, on `device`, channels_last.
@@ -46,7 +123,10 @@ def low_precision_copy(model: VGG, dtype: torch.dtype, device: torch.device, fol
     form = copy.deepcopy(model).eval()
     if fold:
         fold_batchnorm(form)  # in float32, before the cast: one rounding of the folded weights, not two
-    return form.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    form = form.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    if fold and fuse and onednn_runs(device, dtype):
+        fuse_relu(form)
+    return form
 
 
 def inference_input(images: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -8,9 +8,9 @@ Each epoch trains, validates, then writes `last.pt` (and `best.pt` when validati
 `metrics.csv` and `results.png` into the run folder. Ctrl-C (or SIGTERM) stops at the next batch boundary,
 saves `last.pt` and prints the command that resumes.
 
-Validation runs the model as `vggnet eval` does (`models.inference_form`: at bf16/fp16, BatchNorm folded and the
-weights cast; the same batches), so that `vggnet eval` of `best.pt` on the validation folder reproduces the top-1,
-top-5 and loss it records, at the precision the run used (`runtime.precision` in the checkpoint).
+Validation runs the model as `vggnet eval` does (`models.inference_form`: BatchNorm folded, the weights cast, the
+ReLUs fused on the CPU; the same batches), so that `vggnet eval` of `best.pt` on the validation folder reproduces
+the top-1, top-5 and loss it records, at the precision the run used (`runtime.precision` in the checkpoint).
 
 The set-up lives in `setup.py`, one step and the validation pass in `step.py`, stop signals in `signals.py`.
 """

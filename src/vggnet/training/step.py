@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..metrics import evaluation_metrics, evaluation_sums
-from ..models.inference_form import inference_input, low_precision_copy
+from ..models.inference_form import inference_form, inference_input
 from ..models.vgg import VGG
 from ..runtime import autocast_dtype
 from .distributed import Distributed
@@ -77,9 +77,9 @@ def train_step(
 
 
 def validate(model: VGG, loader, *, precision: str = "fp32", distributed: Distributed | None = None) -> dict:
-    """Validate `model` as `vggnet eval` runs it at `precision`: itself in eval mode at fp32; at bf16/fp16 a copy in
-    eval mode with BatchNorm folded and the weights cast (one copy of the weights per call). `model` is left in
-    eval mode.
+    """Validate `model` as `vggnet eval` runs it at `precision`: a copy in eval mode with BatchNorm folded, the
+    weights cast and, on the CPU, the ReLUs fused (`models.inference_form`; one copy of the weights per call).
+    `model` itself is not changed.
 
     Args:
         model: The bare VGG (not a DDP wrapper), on its device.
@@ -102,7 +102,7 @@ def validate(model: VGG, loader, *, precision: str = "fp32", distributed: Distri
     """
     device = next(model.parameters()).device
     dtype = autocast_dtype(precision) or torch.float32
-    form = model.eval() if dtype == torch.float32 else low_precision_copy(model, dtype, device)
+    form = inference_form(model, dtype, device)
 
     def forward(images: torch.Tensor) -> torch.Tensor:
         return form(inference_input(images, device, dtype))

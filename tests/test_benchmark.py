@@ -72,6 +72,18 @@ def test_benchmark_report_on_a_trained_checkpoint(trained, fake_ceiling):
         assert 0 < row["fraction_of_ceiling"] < 1e-3
         assert 0 <= row["top1_agreement_vs_fp32"] <= 1
     assert report["agreement_images"] == 36 and report["agreement_data"] == str(data)
+    # Issue 15's targets: each path's figure over OpenVINO's at the same batch size (no latency target at 2).
+    openvino = rows["openvino (default)"]["images_per_s"]
+    targets = {target["target"]: target for target in report["targets"]}
+    assert sorted(targets) == ["default path images/s", "fastest float path images/s", "int8 images/s"]
+    default = next(path for path in rows if path.startswith("vggnet default"))
+    assert targets["default path images/s"]["ratio"] == pytest.approx(rows[default]["images_per_s"] / openvino)
+    floats = [path for path in rows if path.startswith("vggnet") and "int8" not in path]
+    fastest = max(floats, key=lambda path: rows[path]["images_per_s"])
+    assert targets["fastest float path images/s"]["path"] == fastest
+    int8 = targets["int8 images/s"]
+    assert int8["ratio"] == pytest.approx(rows["vggnet int8 (PT2E) + torch.compile"]["images_per_s"] / openvino)
+    assert int8["pass"] == (int8["ratio"] >= 2.0)
     assert report["gmacs_per_image"] == pytest.approx(
         vggnet.summarize("vgg11_bn", 32, head="compact", width_mult=0.125, num_classes=3).total_macs / 1e9
     )
@@ -90,6 +102,25 @@ def test_benchmark_report_on_a_trained_checkpoint(trained, fake_ceiling):
         assert compute_ceiling(torch.int8, torch.device("cpu"), repeats=1) > 0
     ceiling_kernels = {event.key for event in profile.key_averages() if event.key.startswith("onednn::")}
     assert ceiling_kernels >= INT8_KERNELS and ceiling_kernels <= path_kernels
+
+
+def test_the_latency_target_is_int8_at_batch_1_over_openvino():
+    from vggnet.benchmark.report import peer_targets
+
+    def row(path, batch_size, images_per_s, p50_ms):
+        return {"path": path, "batch_size": batch_size, "images_per_s": images_per_s, "latency_p50_ms": p50_ms}
+
+    rows = [row("openvino (default)", 1, 10.0, 100.0), row("vggnet default (fp32)", 1, 9.0, 111.0),
+            row("vggnet fp32 + torch.compile", 1, 12.0, 83.0), row("vggnet int8 (PT2E) + torch.compile", 1, 21.0, 45.0),
+            row("torchvision eager fp32", 1, 30.0, 33.0)]  # fmt: skip
+    targets = {target["target"]: target for target in peer_targets(rows)}
+    assert targets["int8 p50 latency"]["ratio"] == pytest.approx(0.45) and targets["int8 p50 latency"]["pass"]
+    default = targets["default path images/s"]
+    assert default["ratio"] == pytest.approx(0.9) and not default["pass"]
+    fastest = targets["fastest float path images/s"]  # vggnet's float paths only: not the baseline, not int8
+    assert fastest["path"] == "vggnet fp32 + torch.compile" and fastest["ratio"] == pytest.approx(1.2)
+    assert fastest["pass"]
+    assert peer_targets([r for r in rows if not r["path"].startswith("openvino")]) == []
 
 
 def test_random_weights_give_speed_only(fake_ceiling):

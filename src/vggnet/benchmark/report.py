@@ -9,6 +9,15 @@ from .ceiling import BUSY_SPREAD
 from .inference import PathResult
 
 RANDOM_WEIGHTS = "random (speed only)"
+PEER = "openvino (default)"
+INT8_PATH = "vggnet int8 (PT2E) + torch.compile"
+# Issue 15's targets against OpenVINO in the same run: (what, the limit, whether the ratio must be at least it).
+TARGETS = {
+    "default path images/s": (1.0, True),
+    "fastest float path images/s": (1.15, True),
+    "int8 images/s": (2.0, True),
+    "int8 p50 latency": (0.5, False),
+}
 
 
 def inference_row(result: PathResult, results: list[PathResult], baseline: str, macs: int, ceilings: dict) -> dict:
@@ -29,6 +38,36 @@ def inference_row(result: PathResult, results: list[PathResult], baseline: str, 
         "top1_agreement_vs_fp32": result.agreement,
         "max_logit_diff_vs_fp32": result.max_logit_diff,
     }
+
+
+def peer_targets(rows: list[dict]) -> list[dict]:
+    """Each of issue 15's targets at each batch size where OpenVINO ran: the path measured, its ratio to OpenVINO
+    (images/s, or p50 latency at batch 1 for int8), the limit and whether the ratio meets it. The float paths are
+    vggnet's paths other than int8 (the default one, fp32, and torch.compile); the fastest counts."""
+    targets = []
+    for batch_size in sorted({row["batch_size"] for row in rows}):
+        at_batch = {row["path"]: row for row in rows if row["batch_size"] == batch_size}
+        if PEER not in at_batch:
+            continue
+        peer = at_batch.pop(PEER)
+        floats = [row for path, row in at_batch.items() if path.startswith("vggnet") and path != INT8_PATH]
+        measured = {
+            "default path images/s": next((row for row in floats if row["path"].startswith("vggnet default")), None),
+            "fastest float path images/s": max(floats, key=lambda row: row["images_per_s"], default=None),
+            "int8 images/s": at_batch.get(INT8_PATH),
+            "int8 p50 latency": at_batch.get(INT8_PATH) if batch_size == 1 else None,
+        }
+        for target, row in measured.items():
+            if row is None:
+                continue
+            limit, at_least = TARGETS[target]
+            if target.endswith("latency"):
+                ratio = row["latency_p50_ms"] / peer["latency_p50_ms"]
+            else:
+                ratio = row["images_per_s"] / peer["images_per_s"]
+            targets.append({"target": target, "batch_size": batch_size, "path": row["path"], "ratio": ratio,
+                            "limit": limit, "pass": ratio >= limit if at_least else ratio <= limit})  # fmt: skip
+    return targets
 
 
 def report_warnings(report: dict) -> list[str]:
@@ -103,6 +142,14 @@ def render_benchmark(report: dict) -> str:
         f"({measured} on {report['agreement_images']} real images from {report['agreement_data']}, against vggnet "
         f"fp32; baseline: {report['baseline']})"
     )
+    if report["targets"]:
+        rows = [
+            [t["target"], t["batch_size"], t["path"], f"{t['ratio']:.2f}", f"{'>=' if '/s' in t['target'] else '<='} "
+             f"{t['limit']:g}", "PASS" if t["pass"] else "MISS"]
+            for t in report["targets"]
+        ]  # fmt: skip
+        lines += ["", f"targets against {PEER} in this run (ratio: the path's figure over OpenVINO's):"]
+        lines.append(render_table(["target", "batch", "path", "ratio", "limit", "verdict"], rows))
     if "training" in report:
         train_rows = []
         for row in report["training"]:

@@ -20,7 +20,7 @@ from ..models.vgg import VGG
 from ..runtime import autocast_dtype, resolve_device, resolve_precision
 from .ceiling import CeilingSamples
 from .inference import build_paths, real_images, time_paths
-from .report import RANDOM_WEIGHTS, inference_row, report_warnings
+from .report import RANDOM_WEIGHTS, inference_row, peer_targets, report_warnings
 from .training import training_fractions, training_throughput
 
 
@@ -57,8 +57,9 @@ def benchmark(
 
     Returns:
         The report: `weights` names the weights used (`"random (speed only)"`: no top-1 agreement, it is None);
-        `ceilings_gflops` the best sample of each ceiling, `ceiling_spread` their spread, `machine_busy` whether
-        a spread exceeded 10%, and `warnings` what the text report warns of. Fractions of the ceiling are the
+        `targets` issue 15's targets against OpenVINO (`peer_targets`; empty without it), `ceilings_gflops` the
+        best sample of each ceiling, `ceiling_spread` their spread, `machine_busy` whether a spread exceeded
+        10%, and `warnings` what the text report warns of. Fractions of the ceiling are the
         measured ones, over 1 included; `render_benchmark` shows them only where they mean something.
     """
     torch_device = resolve_device(device)
@@ -113,6 +114,7 @@ def benchmark(
         "vggnet_keeps_freed_memory": kept_at_start,
         "inference": [inference_row(result, results, baseline, macs, ceiling.best) for result in results],
     }
+    report["targets"] = peer_targets(report["inference"])
     if training:
         report["training"] = training_fractions(training_rows, ("fp32", fast_precision), ceiling.best)
     report["warnings"] = report_warnings(report)

@@ -27,7 +27,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser, precision: bool = True
             "--precision",
             choices=PRECISIONS,
             default="auto",
-            help="auto: bf16 weights where the hardware runs bf16 natively, else fp32; fp32 is exact (auto)",
+            help="auto: bf16 weights where the hardware runs bf16 natively, else fp32 (auto)",
         )
 
 

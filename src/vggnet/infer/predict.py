@@ -37,7 +37,7 @@ class Predictor:
 
     Args:
         model: A checkpoint path, a registry name with `pretrained`, or a loaded model.
-        precision: `auto` (bf16 weights where the hardware runs bf16 natively, else fp32), `fp32` (exact), `bf16`
+        precision: `auto` (bf16 weights where the hardware runs bf16 natively, else fp32), `fp32`, `bf16`
             or `fp16`.
         compile: torch.compile the model first (a one-time cost; worth it for many images).
         batch_size: Images per forward pass.

@@ -29,17 +29,14 @@ target: the headline's wall-clock time at most a third of the torchvision script
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torchvision
-from startup import vggnet_command
+from startup import timed, vggnet_command
 from workload import cpu_name, make_images
 
 from vggnet.data import list_images
@@ -103,15 +100,8 @@ def save_weights(name: str, folder: Path) -> Path:
 def run_timed(command: list[str], output: Path) -> tuple[float, float]:
     """(wall-clock seconds, CPU seconds) of `command` in a fresh process, its standard output written to
     `output`; it must succeed."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with output.open("w") as stdout:
-        start = time.perf_counter()
-        done = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, check=False)
-        elapsed = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the children so far: this one is the difference
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:4])} ... failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        return timed(command, stdout)
 
 
 def predicted_paths(case: str, output: Path) -> list[str]:

@@ -89,15 +89,17 @@ def make_checkpoint(folder: Path) -> tuple[Path, Path]:
     return result.run_dir / "best.pt", folder / "data" / "val" / "class0" / "0.png"
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """(wall-clock seconds, CPU seconds) of `command` in a fresh process; it must succeed."""
+def timed(command: list[str], stdout=subprocess.DEVNULL) -> tuple[float, float]:
+    """(wall-clock seconds, CPU seconds) of `command` in a fresh process, its standard output to `stdout` (an open
+    file, or discarded); it must succeed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    result = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, check=False)
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the children so far: this one is the difference
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr}")
+        shown = " ".join(command[:6]) + (" ..." if len(command) > 6 else "")
+        raise RuntimeError(f"{shown} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 

@@ -1,4 +1,4 @@
-"""How a loaded model runs for `predict`, `eval` and `embed`: the fast path by default, exact fp32 on request.
+"""How a loaded model runs for `predict`, `eval` and `embed`: the fast path by default, fp32 on request.
 
 - `fp32`: the model as trained, with BatchNorm folded into the convolutions and, on the CPU, each ReLU fused into
   the layer before it (`models.inference_form`); the plain module's outputs up to float rounding.

@@ -48,13 +48,13 @@ class ConvReLU(nn.Conv2d):
         weight = self.weight.detach()
         if weight.dtype != torch.float32:  # oneDNN packs low-precision weights only on CPUs that convert natively
             return weight
-        shape = tuple(x.shape)
-        if self._packed is None or self._packed[0] != shape:
-            packed = torch.ops.mkldnn._reorder_convolution_weight(
+        shape, packed = tuple(x.shape), self._packed  # one read: another thread may replace it meanwhile
+        if packed is None or packed[0] != shape:
+            weights = torch.ops.mkldnn._reorder_convolution_weight(
                 weight, self.padding, self.stride, self.dilation, self.groups, list(shape)
             )
-            self._packed = (shape, packed)
-        return self._packed[1]
+            packed = self._packed = (shape, weights)
+        return packed[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.detach()

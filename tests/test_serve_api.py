@@ -375,9 +375,14 @@ def test_a_full_queue_is_503_with_retry_after(loaded, class_images):
     `max_queue`, so it gets 503; once the thread is free, the three that were taken are all answered."""
     release = threading.Event()
     with served(loaded, max_queue=2, max_batch_size=1) as client, ThreadPoolExecutor(3) as pool:
-        client.app.state.server.get("a").executor.submit(release.wait)
+        executor = client.app.state.server.get("a").executor
+        executor.submit(release.wait)
         try:
-            taken = [pool.submit(client.post, "/predict", files=_files([path])) for path in class_images]
+            first, *others = class_images
+            taken = [pool.submit(client.post, "/predict", files=_files([first]))]
+            # Its batch waits behind the held thread before the others come (else they would fill the queue).
+            wait_for(lambda: executor._work_queue.qsize() == 1, "the first image's batch waiting for the model")
+            taken += [pool.submit(client.post, "/predict", files=_files([path])) for path in others]
             queued = lambda: metric_value(client.get("/metrics").text, "vggnet_queue_depth", model="a")  # noqa: E731
             wait_for(lambda: queued() == 2, "one image running and two waiting")
             full = client.post("/predict", files=_files(class_images[:1]))

@@ -300,8 +300,8 @@ def conv_as_matmul(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """`conv(x)` for a 3x3 convolution (stride 1, padding 1) computed as one matrix product of the input's nine
     shifted copies and the weights, both in channels_last order (free views of channels_last tensors); the
     output is channels_last. On a 2x2 map, batch 64, 512 channels, a training step of it (forward and backward)
-    took 61 ms where oneDNN's convolution took 163 ms (2-core AVX2 CPU, fp32; bf16 on AMX showed the same,
-    BENCHMARKS.md); from 4x4 up the convolution is as fast or faster."""
+    took 61 ms where oneDNN's convolution took 163 ms (2-core AVX2 CPU, fp32, BENCHMARKS.md; on an AMX Xeon in
+    bf16 the matrix product was 2x faster at 2x2 too); from 4x4 up the convolution is as fast or faster."""
     n, channels, height, width = x.shape
     padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (N, H + 2, W + 2, C)
     shifted = [padded[:, i : i + height, j : j + width] for i in range(3) for j in range(3)]

@@ -5,7 +5,7 @@ A copy of the model in eval mode, channels_last, with each BatchNorm folded into
 cast once to the precision (fp32, bf16 or fp16; autocast would re-cast them on every call). On the CPU, where
 oneDNN runs the precision, each convolution and linear layer also applies the ReLU after it in the same kernel
 (oneDNN's post-op, the call inductor's frozen graphs make), and each fp32 convolution keeps its weights in oneDNN's
-blocked layout for the last input shape it saw instead of reordering them on every call: vgg16 at 224 runs 1.05-1.25x
+blocked layout for the last input shape it saw instead of reordering them on every call: vgg16 at 224 runs 1.05-1.27x
 faster than the plain module (BENCHMARKS.md). The outputs are the plain module's up to float rounding.
 
 Inputs go in as `inference_input` makes them, in batches of `vggnet.choices.INFERENCE_BATCH_SIZE`.

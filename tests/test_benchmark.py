@@ -84,6 +84,9 @@ def test_benchmark_report_on_a_trained_checkpoint(trained, fake_ceiling):
     int8 = targets["int8 images/s"]
     assert int8["ratio"] == pytest.approx(rows["vggnet int8 (PT2E) + torch.compile"]["images_per_s"] / openvino)
     assert int8["pass"] == (int8["ratio"] >= 2.0)
+    verdict = "PASS" if int8["pass"] else "MISS"
+    assert re.search(rf"int8 images/s +2 +vggnet int8 \(PT2E\) \+ torch.compile +{int8['ratio']:.2f} +>= 2 +{verdict}",
+                     render_benchmark(report))  # fmt: skip
     assert report["gmacs_per_image"] == pytest.approx(
         vggnet.summarize("vgg11_bn", 32, head="compact", width_mult=0.125, num_classes=3).total_macs / 1e9
     )

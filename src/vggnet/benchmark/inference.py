@@ -29,6 +29,8 @@ from .timing import BenchmarkPath, timed_call, use_allocator_of
 logger = logging.getLogger("vggnet")
 
 BASELINE = "torchvision eager fp32"
+INT8_PATH = "vggnet int8 (PT2E) + torch.compile"
+OPENVINO_PATH = "openvino (default)"
 # The baseline for a layout torchvision has no model of (the compact head, other widths or input channels).
 PLAIN_BASELINE = "eager fp32 (plain module)"
 
@@ -116,7 +118,7 @@ def build_paths(
                 prepared(batch)
         module = int8_module(network, observer_state(prepared, network), img_size)
         quantized = LoadedModel(module, [], preprocess, device, "int8", name)
-        paths["vggnet int8 (PT2E) + torch.compile"] = BenchmarkPath(InferenceRunner(quantized), "int8", keep)
+        paths[INT8_PATH] = BenchmarkPath(InferenceRunner(quantized), "int8", keep)
     if peers:
         paths.update(_peer_paths(network, img_size))
     return baseline, paths
@@ -152,7 +154,7 @@ def _peer_paths(network, img_size) -> dict:
         openvino = _optional_peer("openvino", "the OpenVINO peer")
         if openvino is not None:
             compiled = openvino.Core().compile_model(str(onnx_path), "CPU")
-            paths["openvino (default)"] = BenchmarkPath(
+            paths[OPENVINO_PATH] = BenchmarkPath(
                 lambda images: torch.from_numpy(compiled(images.numpy())[0].copy()).float(), "bf16"
             )
     return paths

@@ -6,11 +6,9 @@ from ..allocator import OPT_OUT_VARIABLE
 from ..runtime import default_workers
 from ..tables import render_table
 from .ceiling import BUSY_SPREAD
-from .inference import PathResult
+from .inference import INT8_PATH, OPENVINO_PATH, PathResult
 
 RANDOM_WEIGHTS = "random (speed only)"
-PEER = "openvino (default)"
-INT8_PATH = "vggnet int8 (PT2E) + torch.compile"
 # Issue 15's targets against OpenVINO in the same run: (what, the limit, whether the ratio must be at least it).
 TARGETS = {
     "default path images/s": (1.0, True),
@@ -47,9 +45,9 @@ def peer_targets(rows: list[dict]) -> list[dict]:
     targets = []
     for batch_size in sorted({row["batch_size"] for row in rows}):
         at_batch = {row["path"]: row for row in rows if row["batch_size"] == batch_size}
-        if PEER not in at_batch:
+        if OPENVINO_PATH not in at_batch:
             continue
-        peer = at_batch.pop(PEER)
+        peer = at_batch.pop(OPENVINO_PATH)
         floats = [row for path, row in at_batch.items() if path.startswith("vggnet") and path != INT8_PATH]
         measured = {
             "default path images/s": next((row for row in floats if row["path"].startswith("vggnet default")), None),
@@ -144,11 +142,11 @@ def render_benchmark(report: dict) -> str:
     )
     if report["targets"]:
         rows = [
-            [t["target"], t["batch_size"], t["path"], f"{t['ratio']:.2f}", f"{'>=' if '/s' in t['target'] else '<='} "
-             f"{t['limit']:g}", "PASS" if t["pass"] else "MISS"]
+            [t["target"], t["batch_size"], t["path"], f"{t['ratio']:.2f}",
+             f"{'>=' if TARGETS[t['target']][1] else '<='} {t['limit']:g}", "PASS" if t["pass"] else "MISS"]
             for t in report["targets"]
         ]  # fmt: skip
-        lines += ["", f"targets against {PEER} in this run (ratio: the path's figure over OpenVINO's):"]
+        lines += ["", f"targets against {OPENVINO_PATH} in this run (ratio: the path's figure over OpenVINO's):"]
         lines.append(render_table(["target", "batch", "path", "ratio", "limit", "verdict"], rows))
     if "training" in report:
         train_rows = []

@@ -246,29 +246,3 @@ def test_smallest_input_works_with_both_heads():
     for head in ("classic", "compact"):
         model = vggnet.create_model("vgg11", num_classes=2, head=head, width_mult=0.125)
         assert model(torch.randn(1, 3, 32, 32)).shape == (1, 2)
-
-
-@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
-def test_training_on_2x2_maps_runs_as_a_matrix_product_with_torchvisions_results(memory_format, monkeypatch):
-    import vggnet.models.vgg as vgg_module
-
-    calls = []
-    original = vgg_module.conv_as_matmul
-    monkeypatch.setattr(vgg_module, "conv_as_matmul", lambda conv, x: calls.append(x.shape) or original(conv, x))
-    torch.manual_seed(0)
-    reference = torchvision.models.vgg11(num_classes=3, dropout=0.0).train()
-    model = vggnet.create_model("vgg11", num_classes=3, dropout=0.0).to(memory_format=memory_format).train()
-    model.load_state_dict(reference.state_dict())
-    x = torch.randn(4, 3, 32, 32)
-    ours, theirs = model(x.contiguous(memory_format=memory_format)), reference(x)
-    assert calls == [(4, 512, 2, 2), (4, 512, 2, 2)]  # block 5's two convolutions, and only they
-    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
-    ours.square().sum().backward()
-    theirs.square().sum().backward()
-    for (name, mine), other in zip(model.named_parameters(), reference.parameters(), strict=True):
-        scale = other.grad.abs().max().item()
-        torch.testing.assert_close(mine.grad, other.grad, atol=1e-4 * scale, rtol=1e-4, msg=name)
-    model.eval()
-    with torch.no_grad():
-        model(x)
-    assert len(calls) == 2  # inference keeps the convolutions (and what export and int8 trace)

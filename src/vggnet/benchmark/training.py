@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from ..analysis import summarize
@@ -72,11 +73,14 @@ def training_fractions(rows: list[dict], precisions: tuple[str, str], ceilings: 
 
 
 def _training_step(name, head, device, precision, images, labels) -> Callable[[], None]:
-    """One SGD step (`train_step`) of a fresh model: eager fp32 for "fp32", else as vggnet's trainer runs it."""
+    """One SGD step (`train_step`) of a fresh model: for "fp32", its layers as plain PyTorch modules in eager fp32
+    (as most users train: none of `training_conv`'s CPU kernels), else as vggnet's trainer runs it."""
     torch.manual_seed(0)
     vggnet = precision != "fp32"
     memory_format = torch.channels_last if vggnet else torch.contiguous_format
     model = create_model(name, num_classes=10, head=head).to(device=device, memory_format=memory_format).train()
+    if not vggnet:
+        model = nn.Sequential(model.features, model.avgpool, model.flatten, model.classifier)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=vggnet or None)
     images = images.to(device=device, memory_format=memory_format)
     labels = labels.to(device)

@@ -15,14 +15,12 @@ import difflib
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .cfgs import HEADS, MIN_INPUT_SIZE
+from .cpu_training import training_conv
 
 INITS = ("kaiming", "xavier")
-# Training on the CPU, a convolution on a map of at most this many pixels (2x2) runs as a matrix product.
-SMALL_MAP_PIXELS = 4
 
 # Canonical names of the head layers in forward order, after `avgpool` and `flatten`.
 _HEAD_LAYER_NAMES = {
@@ -263,16 +261,15 @@ class VGG(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (after `pool5`), shape (N, num_features, H/32, W/32).
 
-        Training on the CPU, a convolution whose map is 2x2 or smaller runs as a matrix product
-        (`conv_as_matmul`): oneDNN's 3x3 convolution kernels, backward above all, run such maps at a fraction of
-        their speed elsewhere, and a 32x32 input brings block 5 down to 2x2 (the built-in digits' run).
+        Training on the CPU, each convolution runs by `cpu_training.training_conv`: as a matrix product on maps of
+        2x2 or smaller, and with a matrix-product weight gradient where oneDNN's is slow (AVX2, fp32); oneDNN's
+        kernels run such cases at a fraction of their speed elsewhere.
         """
         self.check_input(x)
         if not (self.training and x.device.type == "cpu"):
             return self.features(x)
         for layer in self.features:
-            small = isinstance(layer, nn.Conv2d) and x.shape[-2] * x.shape[-1] <= SMALL_MAP_PIXELS
-            x = conv_as_matmul(layer, x) if small else layer(x)
+            x = training_conv(layer, x) if isinstance(layer, nn.Conv2d) else layer(x)
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -294,21 +291,6 @@ class VGG(nn.Module):
         init_weights(fc, self.init)
         self.classifier[-1] = fc
         self.num_classes = num_classes
-
-
-def conv_as_matmul(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """`conv(x)` for a 3x3 convolution (stride 1, padding 1) computed as one matrix product of the input's nine
-    shifted copies and the weights, both in channels_last order (free views of channels_last tensors); the
-    output is channels_last. On a 2x2 map, batch 64, 512 channels, a training step of it (forward and backward)
-    took 61 ms where oneDNN's convolution took 163 ms (2-core AVX2 CPU, fp32, BENCHMARKS.md; on an AMX Xeon in
-    bf16 the matrix product was 2x faster at 2x2 too); from 4x4 up the convolution is as fast or faster."""
-    n, channels, height, width = x.shape
-    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (N, H + 2, W + 2, C)
-    shifted = [padded[:, i : i + height, j : j + width] for i in range(3) for j in range(3)]
-    columns = torch.stack(shifted, dim=3).reshape(n * height * width, 9 * channels)
-    weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, 9 * channels)
-    y = F.linear(columns, weight, conv.bias)
-    return y.reshape(n, height, width, conv.out_channels).permute(0, 3, 1, 2)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -1,0 +1,134 @@
+"""How a VGG 3x3 convolution (stride 1, padding 1) runs while training on the CPU, where two of oneDNN's kernels
+are far below the machine's speed (2-core AVX2 EPYC, fp32, BENCHMARKS.md):
+
+- on a map of at most 2x2 pixels, forward and backward alike: the layer runs as one matrix product of the input's
+  nine shifted copies (`conv_as_matmul`);
+- the weight gradient of channels_last activations on CPUs without AVX-512 (oneDNN's `jit:avx2` backward-weights
+  kernel reads NHWC at 17-50% of the ceiling where its forward and input-gradient kernels reach 90-100%): the
+  forward and the input gradient stay oneDNN's, the weight gradient is a matrix product of the input's nine shifted
+  copies, built a block of rows at a time, and the output gradient (`conv_with_matmul_weight_grad`).
+
+Inference, export and int8 never come here: they keep the convolution (`training_conv` is called in training mode
+only).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+# A convolution on a map of at most this many pixels (2x2) runs as a matrix product, forward and backward.
+SMALL_MAP_PIXELS = 4
+# Convolutions with fewer input channels (the RGB input layer) keep oneDNN's weight gradient: as fast there.
+MIN_CHANNELS_FOR_MATMUL_WEIGHT_GRAD = 16
+# The nine shifted copies are built this many bytes at a time (a block that stays in the last-level cache).
+WEIGHT_GRAD_BLOCK_BYTES = 8 << 20
+
+
+def training_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)` for a VGG convolution in training mode on the CPU, by the fastest of the three ways above."""
+    if x.shape[-2] * x.shape[-1] <= SMALL_MAP_PIXELS:
+        return conv_as_matmul(conv, x)
+    if _matmul_weight_grad_pays(conv, x):
+        return conv_with_matmul_weight_grad(conv, x)
+    return conv(x)
+
+
+def conv_as_matmul(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)` for a 3x3 convolution (stride 1, padding 1) computed as one matrix product of the input's nine
+    shifted copies and the weights, both in channels_last order (free views of channels_last tensors); the
+    output is channels_last. On a 2x2 map, batch 64, 512 channels, a training step of it (forward and backward)
+    took 61 ms where oneDNN's convolution took 163 ms (2-core AVX2 CPU, fp32, BENCHMARKS.md; on an AMX Xeon in
+    bf16 the matrix product was 2x faster at 2x2 too); from 4x4 up the convolution is as fast or faster."""
+    n, channels, height, width = x.shape
+    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (N, H + 2, W + 2, C)
+    shifted = [padded[:, i : i + height, j : j + width] for i in range(3) for j in range(3)]
+    columns = torch.stack(shifted, dim=3).reshape(n * height * width, 9 * channels)
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, 9 * channels)
+    y = F.linear(columns, weight, conv.bias)
+    return y.reshape(n, height, width, conv.out_channels).permute(0, 3, 1, 2)
+
+
+def conv_with_matmul_weight_grad(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)` whose backward computes the weight gradient with `weight_grad_as_matmul` (the forward and the
+    input gradient are oneDNN's, as in `conv(x)`)."""
+    return _ConvWithMatmulWeightGrad.apply(x, conv.weight, conv.bias)
+
+
+def weight_grad_as_matmul(
+    x: torch.Tensor, grad_output: torch.Tensor, block_bytes: int = WEIGHT_GRAD_BLOCK_BYTES
+) -> torch.Tensor:
+    """The weight gradient of a 3x3 convolution (stride 1, padding 1, no groups) with input `x` (N, C, H, W) and
+    output gradient `grad_output` (N, O, H, W): the sum over every output pixel of the input's 3x3 neighbourhood
+    times the pixel's gradient, i.e. (nine shifted copies of the input, (pixels, 9C))^T @ (gradient, (pixels, O)).
+    The shifted copies are built `block_bytes` at a time (whole images, or rows of one image) into one reused
+    buffer and summed into the (9C, O) product; returned as (O, C, 3, 3) in channels_last order."""
+    n, channels, height, width = x.shape
+    out_channels = grad_output.shape[1]
+    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (N, H + 2, W + 2, C)
+    grad = grad_output.permute(0, 2, 3, 1)  # (N, H, W, O), free for a channels_last gradient
+    product = x.new_zeros(9 * channels, out_channels)
+    blocks = _blocks(n, height, row_bytes=width * 9 * channels * x.element_size(), block_bytes=block_bytes)
+    images, rows = blocks[0][1] - blocks[0][0], blocks[0][3] - blocks[0][2]
+    buffer = x.new_empty(images * rows * width * 9 * channels)
+    for first_image, end_image, first_row, end_row in blocks:
+        shape = (end_image - first_image, end_row - first_row, width, 9, channels)
+        columns = buffer[: shape[0] * shape[1] * width * 9 * channels].view(shape)
+        for k in range(9):
+            i, j = divmod(k, 3)
+            columns[:, :, :, k].copy_(padded[first_image:end_image, first_row + i : end_row + i, j : j + width])
+        block_grad = grad[first_image:end_image, first_row:end_row].reshape(-1, out_channels)
+        product.addmm_(columns.view(-1, 9 * channels).T, block_grad)
+    weight_grad = product.view(3, 3, channels, out_channels).permute(3, 2, 0, 1)
+    return weight_grad.contiguous(memory_format=torch.channels_last)
+
+
+def _blocks(n: int, height: int, row_bytes: int, block_bytes: int) -> list[tuple[int, int, int, int]]:
+    """(first image, end image, first row, end row) blocks covering N images of `height` rows, each at most
+    `block_bytes` (at least one row): whole images where one fits, else rows of one image."""
+    rows = max(1, block_bytes // row_bytes)
+    if rows >= height:
+        images = rows // height
+        return [(i, min(i + images, n), 0, height) for i in range(0, n, images)]
+    return [(i, i + 1, r, min(r + rows, height)) for i in range(n) for r in range(0, height, rows)]
+
+
+def _matmul_weight_grad_pays(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    """Measured faster: fp32 channels_last training (no autocast) on a CPU without AVX-512, where oneDNN's
+    backward-weights kernel for NHWC is its old `jit:avx2` one. Other CPUs and precisions are not measured yet, so
+    they keep oneDNN's kernels."""
+    return (
+        conv.in_channels >= MIN_CHANNELS_FOR_MATMUL_WEIGHT_GRAD
+        and conv.weight.requires_grad
+        and x.dtype == conv.weight.dtype == torch.float32
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not torch.is_autocast_enabled("cpu")
+        and torch.backends.cpu.get_cpu_capability() == "AVX2"
+    )
+
+
+class _ConvWithMatmulWeightGrad(torch.autograd.Function):
+    """A 3x3 convolution (stride 1, padding 1): oneDNN's forward and input gradient, `weight_grad_as_matmul`'s
+    weight gradient."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.conv2d(x, weight, bias, padding=1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        x, weight = ctx.saved_tensors
+        grad_output = grad_output.contiguous(memory_format=torch.channels_last)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad_output, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False]
+            )[0]
+        if ctx.needs_input_grad[1]:
+            grad_weight = weight_grad_as_matmul(x, grad_output)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_output.sum((0, 2, 3))
+        return grad_x, grad_weight, grad_bias

@@ -1,0 +1,99 @@
+"""Training's CPU convolutions (`vggnet.models.cpu_training`) against torchvision's VGG and aten's own convolution
+gradients: the same outputs and gradients, taken exactly where they are meant to be."""
+
+import pytest
+import torch
+import torchvision
+
+import vggnet
+import vggnet.models.cpu_training as cpu_training
+
+
+def _record(monkeypatch, name):
+    calls, original = [], getattr(cpu_training, name)
+    monkeypatch.setattr(cpu_training, name, lambda conv, x: calls.append(tuple(x.shape)) or original(conv, x))
+    return calls
+
+
+def _assert_trains_like_torchvision(model, reference, x):
+    ours, theirs = model(x), reference(x.contiguous())
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    ours.square().sum().backward()
+    theirs.square().sum().backward()
+    for (name, mine), other in zip(model.named_parameters(), reference.parameters(), strict=True):
+        scale = other.grad.abs().max().item()
+        torch.testing.assert_close(mine.grad, other.grad, atol=1e-4 * scale, rtol=1e-4, msg=name)
+
+
+def _vgg11_pair(memory_format=torch.channels_last):
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg11(num_classes=3, dropout=0.0).train()
+    model = vggnet.create_model("vgg11", num_classes=3, dropout=0.0).to(memory_format=memory_format).train()
+    model.load_state_dict(reference.state_dict())
+    return model, reference
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_training_on_2x2_maps_runs_as_a_matrix_product_with_torchvisions_results(memory_format, monkeypatch):
+    calls = _record(monkeypatch, "conv_as_matmul")
+    model, reference = _vgg11_pair(memory_format)
+    x = torch.randn(4, 3, 32, 32)
+    _assert_trains_like_torchvision(model, reference, x.contiguous(memory_format=memory_format))
+    assert calls == [(4, 512, 2, 2), (4, 512, 2, 2)]  # block 5's two convolutions, and only they
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    assert len(calls) == 2  # inference keeps the convolutions (and what export and int8 trace)
+
+
+@pytest.mark.parametrize(
+    ("shape", "out_channels", "block_bytes"),
+    [
+        ((3, 16, 7, 5), 8, 1 << 30),  # all images in one block
+        ((3, 16, 7, 5), 8, 2 * 5 * 9 * 16 * 8),  # two rows of one image a block, the last block one row
+        ((5, 4, 6, 6), 12, 2 * 6 * 6 * 9 * 4 * 8),  # two images a block, the last block one image
+    ],
+)
+def test_matmul_weight_grad_is_atens(shape, out_channels, block_bytes):
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(shape[0], out_channels, *shape[2:], dtype=torch.float64)
+    weight = torch.randn(out_channels, shape[1], 3, 3, dtype=torch.float64)
+    expected = torch.ops.aten.convolution_backward(
+        grad, x.contiguous(), weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]
+    )[1]
+    ours = cpu_training.weight_grad_as_matmul(x, grad.contiguous(memory_format=torch.channels_last), block_bytes)
+    assert ours.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(ours, expected, atol=1e-12, rtol=1e-12)
+
+
+def test_fp32_training_on_avx2_takes_the_matmul_weight_grad_with_torchvisions_results(monkeypatch):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    calls = _record(monkeypatch, "conv_with_matmul_weight_grad")
+    model, reference = _vgg11_pair()
+    _assert_trains_like_torchvision(
+        model, reference, torch.randn(2, 3, 64, 48).contiguous(memory_format=torch.channels_last)
+    )
+    # every convolution but the RGB input layer and the 2x2 maps' matrix products (block 5 at 64x48 is 4x3)
+    assert calls == [
+        (2, 64, 32, 24),
+        (2, 128, 16, 12),
+        (2, 256, 16, 12),
+        (2, 256, 8, 6),
+        (2, 512, 8, 6),
+        (2, 512, 4, 3),
+        (2, 512, 4, 3),
+    ]
+
+
+@pytest.mark.parametrize("case", ["avx2 fp32", "avx512", "autocast", "contiguous", "frozen"])
+def test_only_fp32_channels_last_training_on_avx2_takes_the_matmul_weight_grad(case, monkeypatch):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512" if case == "avx512" else "AVX2")
+    calls = _record(monkeypatch, "conv_with_matmul_weight_grad")
+    memory_format = torch.contiguous_format if case == "contiguous" else torch.channels_last
+    model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.25)
+    model.to(memory_format=memory_format).train().features.requires_grad_(case != "frozen")
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=memory_format)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=case == "autocast"):
+        model(x).float().sum().backward()
+    assert len(calls) == (5 if case == "avx2 fp32" else 0)  # 16 or more input channels, maps above 2x2

@@ -617,9 +617,16 @@ def _with_running_statistics(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-def test_the_cpu_inference_form_matches_torchvision():
+def test_the_cpu_inference_form_matches_torchvision(monkeypatch):
+    import vggnet.models.inference_form as form_module
     from vggnet.models.inference_form import ConvReLU, LinearReLU, inference_form
 
+    winograd = []
+    original = form_module.winograd_conv
+    monkeypatch.setattr(
+        form_module, "winograd_conv", lambda x, *a, **k: winograd.append(x.shape) or original(x, *a, **k)
+    )
+    monkeypatch.setattr(form_module, "WINOGRAD_MAX_PIXELS", 3 * 16 * 16 - 1)  # batch 3's 16x16 maps just above
     reference = _with_running_statistics(torchvision.models.vgg11_bn(num_classes=5))
     model = vggnet.create_model("vgg11_bn", num_classes=5)
     model.load_state_dict(reference.state_dict())
@@ -633,6 +640,13 @@ def test_the_cpu_inference_form_matches_torchvision():
             x = torch.randn(batch, 3, 64, 64)
             fused = form(x.contiguous(memory_format=torch.channels_last))
             torch.testing.assert_close(fused, reference(x), atol=1e-4, rtol=1e-4)
+    # Winograd: the fp32 layers with 128 or more input channels, on fewer than 3 x 16 x 16 pixels
+    small = [(256, 8, 8), (512, 8, 8), (512, 4, 4), (512, 4, 4)]
+    at_3, at_1 = (
+        [(3, *layer) for layer in small],
+        [(1, 128, 16, 16), (1, 256, 16, 16)] + [(1, *layer) for layer in small],
+    )
+    assert winograd == at_3 + at_1 + at_3
 
 
 def test_the_low_precision_form_fuses_only_where_onednn_runs_it():

@@ -6,7 +6,9 @@ cast once to the precision (fp32, bf16 or fp16; autocast would re-cast them on e
 oneDNN runs the precision, each convolution and linear layer also applies the ReLU after it in the same kernel
 (oneDNN's post-op, the call inductor's frozen graphs make), and each fp32 convolution keeps its weights in oneDNN's
 blocked layout for the last input shape it saw instead of reordering them on every call: vgg16 at 224 runs 1.05-1.27x
-faster than the plain module (BENCHMARKS.md). The outputs are the plain module's up to float rounding.
+faster than the plain module (BENCHMARKS.md). fp32 convolutions with many channels on small maps run by Winograd's
+F(2x2, 3x3) (`winograd.py`): 1.12-1.16x more on vgg16 at 224. The outputs are the plain module's up to float
+rounding.
 
 Inputs go in as `inference_input` makes them, in batches of `vggnet.choices.INFERENCE_BATCH_SIZE`.
 """
@@ -18,6 +20,12 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .vgg import VGG
+from .winograd import winograd_conv, winograd_weights
+
+# fp32 convolutions with at least this many input channels, on inputs of at most this many pixels (batch x height
+# x width: 8 x 28 x 28), run by Winograd's F(2x2, 3x3): where it measured faster than oneDNN (models/winograd.py).
+WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MAX_PIXELS = 8 * 28 * 28
 
 
 def fold_batchnorm(model: VGG) -> VGG:
@@ -34,8 +42,10 @@ def fold_batchnorm(model: VGG) -> VGG:
 
 
 class ConvReLU(nn.Conv2d):
-    """A 3x3 convolution that applies the ReLU after it in oneDNN's kernel (CPU only). Its parameters and
-    state-dict keys are the convolution's; fp32 weights are reordered into oneDNN's layout once per input shape."""
+    """A 3x3 convolution that applies the ReLU after it in the same kernel (CPU only). Its parameters and
+    state-dict keys are the convolution's. fp32 weights are reordered into oneDNN's layout once per input shape;
+    an fp32 layer with at least `WINOGRAD_MIN_CHANNELS` inputs also keeps Winograd-transformed weights and runs
+    inputs of at most `WINOGRAD_MAX_PIXELS` pixels (batch x height x width, even sides) by `winograd_conv`."""
 
     def __init__(self, conv: nn.Conv2d, relu: bool) -> None:
         super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
@@ -43,6 +53,8 @@ class ConvReLU(nn.Conv2d):
         self.weight, self.bias = conv.weight, conv.bias
         self.attr = "relu" if relu else "none"
         self._packed: tuple[tuple[int, ...], torch.Tensor] | None = None  # (input shape, weights in oneDNN's layout)
+        winograd = self.weight.dtype == torch.float32 and self.in_channels >= WINOGRAD_MIN_CHANNELS
+        self._winograd = winograd_weights(self.weight.detach()) if winograd else None
 
     def _weight_for(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight.detach()
@@ -56,8 +68,15 @@ class ConvReLU(nn.Conv2d):
             packed = self._packed = (shape, weights)
         return packed[1]
 
+    def _takes_winograd(self, x: torch.Tensor) -> bool:
+        n, _, height, width = x.shape
+        small = n * height * width <= WINOGRAD_MAX_PIXELS and height % 2 == 0 and width % 2 == 0
+        return self._winograd is not None and small and x.dtype == torch.float32
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.detach()
+        if self._takes_winograd(x):
+            return winograd_conv(x, self._winograd, bias, relu=self.attr == "relu")
         return torch.ops.mkldnn._convolution_pointwise(
             x, self._weight_for(x), bias, self.padding, self.stride, self.dilation, self.groups, self.attr, [], ""
         )

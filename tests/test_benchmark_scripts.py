@@ -83,3 +83,23 @@ def test_the_predict_photos_benchmark_times_both_sides_on_every_photo():
     assert report["headline"] == "vggnet" and report["ratio"] == report["ratios"]["vggnet"]
     assert report["pass"] == (report["ratio"] >= 3.0)
     assert done.returncode == (0 if report["pass"] else 1)
+
+
+@pytest.mark.slow
+def test_the_cpu_kernels_benchmark_times_both_sides_of_each_case():
+    command = [sys.executable, str(BENCHMARKS / "cpu_kernels.py"), "--model", "vgg11", "--img-size", "64",
+               "--batch-size", "1", "--train-batch-size", "2", "--rounds", "2", "--format", "json"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    cases = [
+        "inference vgg11 64 batch 1",
+        "training vgg11 (classic) 64 batch 2",
+        "training vgg11 (compact) 32 batch 64",
+    ]
+    assert [row["case"] for row in report["rows"]] == cases
+    for row in report["rows"]:
+        base, ours = row["images_per_s"].values()
+        assert base > 0 and ours > 0
+        assert row["ratio"] == pytest.approx(ours / base)
+        assert len(row["round_ratios"]) == 2

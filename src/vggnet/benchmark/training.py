@@ -34,9 +34,9 @@ def training_throughput(
     for head, size, batch in (("classic", img_size, 8), ("compact", 32, 128)):
         images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
         paths = {
-            "fp32": BenchmarkPath(_training_step(name, head, device, "fp32", images, labels), "fp32"),
+            "fp32": BenchmarkPath(_training_step(name, head, device, images, labels), "fp32"),
             f"default ({fast_precision})": BenchmarkPath(
-                _training_step(name, head, device, fast_precision, images, labels), fast_precision, keep
+                _training_step(name, head, device, images, labels, fast_precision), fast_precision, keep
             ),
         }
         durations = {label: [] for label in paths}
@@ -72,11 +72,12 @@ def training_fractions(rows: list[dict], precisions: tuple[str, str], ceilings: 
     return rows
 
 
-def _training_step(name, head, device, precision, images, labels) -> Callable[[], None]:
-    """One SGD step (`train_step`) of a fresh model: for "fp32", its layers as plain PyTorch modules in eager fp32
-    (as most users train: none of `training_conv`'s CPU kernels), else as vggnet's trainer runs it."""
+def _training_step(name, head, device, images, labels, precision=None) -> Callable[[], None]:
+    """One SGD step (`train_step`) of a fresh model: without `precision`, the baseline: its layers as plain PyTorch
+    modules in eager fp32, NCHW (as most users train: none of `training_conv`'s CPU kernels); with it, vggnet's
+    default path at that precision, as its trainer runs it (channels_last, fused SGD), fp32 included."""
     torch.manual_seed(0)
-    vggnet = precision != "fp32"
+    vggnet = precision is not None
     memory_format = torch.channels_last if vggnet else torch.contiguous_format
     model = create_model(name, num_classes=10, head=head).to(device=device, memory_format=memory_format).train()
     if not vggnet:
@@ -84,7 +85,7 @@ def _training_step(name, head, device, precision, images, labels) -> Callable[[]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=vggnet or None)
     images = images.to(device=device, memory_format=memory_format)
     labels = labels.to(device)
-    return functools.partial(train_step, model, images, labels, optimizer, precision=precision)
+    return functools.partial(train_step, model, images, labels, optimizer, precision=precision or "fp32")
 
 
 def _data_pipeline_rate(img_size: int) -> float:

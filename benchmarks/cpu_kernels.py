@@ -1,0 +1,113 @@
+"""vggnet's own CPU kernels against oneDNN's alone, interleaved A/B in one process.
+
+- inference: the fp32 inference form (BatchNorm folded, ReLU fused) with Winograd's F(2x2, 3x3) on its small maps
+  (`models/winograd.py`) against the same form with every convolution left to oneDNN;
+- training: vggnet's default training step with the matrix-product weight gradient (`models/cpu_training.py`, taken
+  on CPUs without AVX-512 in fp32) against the same step with oneDNN's weight gradient.
+
+    python benchmarks/cpu_kernels.py                      # vgg16 at 224, batch 1 and 8; training at batch 8
+    python benchmarks/cpu_kernels.py --format json
+
+Each round times one call of each side back to back, so that a busy neighbour slows both; the report gives the
+ratio of the medians and each round's ratio. Neither side's figure is a target here: `vggnet benchmark` compares
+against the peers.
+"""
+
+import argparse
+import json
+import statistics
+import time
+from unittest import mock
+
+import torch
+
+import vggnet
+import vggnet.models.cpu_training as cpu_training
+import vggnet.models.inference_form as inference_form
+from vggnet.allocator import keep_freed_memory
+from vggnet.training.step import train_step
+
+NEVER = 1 << 30  # a channel count no layer reaches: the kernel is never taken
+
+
+def interleaved(sides: dict, rounds: int, images: int) -> dict:
+    """Images per second of each side (a name -> a call), timed in `rounds` interleaved rounds after a warm-up."""
+    for call in sides.values():
+        call()
+    seconds = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, call in sides.items():
+            started = time.perf_counter()
+            call()
+            seconds[name].append(time.perf_counter() - started)
+    medians = {name: statistics.median(times) for name, times in seconds.items()}
+    (base, base_times), (ours, our_times) = seconds.items()
+    return {
+        "images_per_s": {name: images / median for name, median in medians.items()},
+        "ratio": medians[base] / medians[ours],
+        "round_ratios": [b / o for b, o in zip(base_times, our_times, strict=True)],
+    }
+
+
+def inference_sides(model, batch: int, size: int) -> dict:
+    with mock.patch.object(inference_form, "WINOGRAD_MIN_CHANNELS", NEVER):
+        onednn = inference_form.inference_form(model, torch.float32, torch.device("cpu"))
+    winograd = inference_form.inference_form(model, torch.float32, torch.device("cpu"))
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    return {"oneDNN only": lambda: onednn(x), "with Winograd": lambda: winograd(x)}
+
+
+def training_sides(name: str, head: str, batch: int, size: int) -> dict:
+    torch.manual_seed(0)
+    model = vggnet.create_model(name, num_classes=10, head=head).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9, fused=True)
+    images = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (batch,))
+
+    def onednn():
+        with mock.patch.object(cpu_training, "MIN_CHANNELS_FOR_MATMUL_WEIGHT_GRAD", NEVER):
+            train_step(model, images, labels, optimizer)
+
+    return {"oneDNN weight grad": onednn, "matmul weight grad": lambda: train_step(model, images, labels, optimizer)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="vgg16", help="registry name (random weights)")
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--batch-size", default="1,8", help="comma-separated inference batch sizes")
+    parser.add_argument("--train-batch-size", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    args = parser.parse_args(argv)
+    keep_freed_memory()  # as the vggnet commands run
+    torch.manual_seed(0)
+    model = vggnet.create_model(args.model).eval()
+    rows = []
+    with torch.no_grad():
+        for batch in (int(b) for b in args.batch_size.split(",")):
+            result = interleaved(inference_sides(model, batch, args.img_size), args.rounds, batch)
+            rows.append({"case": f"inference {args.model} {args.img_size} batch {batch}", **result})
+    for head, size, batch in (("classic", args.img_size, args.train_batch_size), ("compact", 32, 64)):
+        result = interleaved(training_sides(args.model, head, batch, size), args.rounds, batch)
+        rows.append({"case": f"training {args.model} ({head}) {size} batch {batch}", **result})
+    report = {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+    }
+    if args.format == "json":
+        print(json.dumps(report, indent=1))
+        return report
+    capability, threads = report["cpu_capability"], report["threads"]
+    print(f"CPU capability {capability}, {threads} threads; medians of {args.rounds} interleaved rounds")
+    for row in rows:
+        (base, base_rate), (ours, our_rate) = row["images_per_s"].items()
+        rounds = " ".join(f"{r:.2f}" for r in row["round_ratios"])
+        sides = f"{base} {base_rate:7.2f} img/s  {ours} {our_rate:7.2f} img/s"
+        print(f"{row['case']:42s} {sides}  {row['ratio']:.2f}x  (rounds: {rounds})")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ are far below the machine's speed (2-core AVX2 EPYC, fp32, BENCHMARKS.md):
 - on a map of at most 2x2 pixels, forward and backward alike: the layer runs as one matrix product of the input's
   nine shifted copies (`conv_as_matmul`);
 - the weight gradient of channels_last activations on CPUs without AVX-512 (oneDNN's `jit:avx2` backward-weights
-  kernel reads NHWC at 17-50% of the ceiling where its forward and input-gradient kernels reach 90-100%): the
+  kernel reads NHWC at 16-57% of the ceiling where its forward and input-gradient kernels reach 90-100%): the
   forward and the input gradient stay oneDNN's, the weight gradient is a matrix product of the input's nine shifted
   copies, built a block of rows at a time, and the output gradient (`conv_with_matmul_weight_grad`).
 

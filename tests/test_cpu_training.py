@@ -74,7 +74,7 @@ def test_fp32_training_on_avx2_takes_the_matmul_weight_grad_with_torchvisions_re
     _assert_trains_like_torchvision(
         model, reference, torch.randn(2, 3, 64, 48).contiguous(memory_format=torch.channels_last)
     )
-    # every convolution but the RGB input layer and the 2x2 maps' matrix products (block 5 at 64x48 is 4x3)
+    # every convolution but the RGB input layer (at 64x48 no map is 2x2: block 5 is 4x3)
     assert calls == [
         (2, 64, 32, 24),
         (2, 128, 16, 12),

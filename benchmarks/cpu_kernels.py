@@ -25,7 +25,7 @@ import vggnet
 import vggnet.models.cpu_training as cpu_training
 import vggnet.models.inference_form as inference_form
 from vggnet.allocator import keep_freed_memory
-from vggnet.training.step import train_step
+from vggnet.benchmark.training import make_training_step
 
 NEVER = 1 << 30  # a channel count no layer reaches: the kernel is never taken
 
@@ -58,17 +58,14 @@ def inference_sides(model, batch: int, size: int) -> dict:
 
 
 def training_sides(name: str, head: str, batch: int, size: int) -> dict:
-    torch.manual_seed(0)
-    model = vggnet.create_model(name, num_classes=10, head=head).to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9, fused=True)
-    images = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (batch,))
+    images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+    step = make_training_step(name, head, torch.device("cpu"), images, labels, "fp32")
 
     def onednn():
         with mock.patch.object(cpu_training, "MIN_CHANNELS_FOR_MATMUL_WEIGHT_GRAD", NEVER):
-            train_step(model, images, labels, optimizer)
+            step()
 
-    return {"oneDNN weight grad": onednn, "matmul weight grad": lambda: train_step(model, images, labels, optimizer)}
+    return {"oneDNN weight grad": onednn, "matmul weight grad": step}
 
 
 def main(argv=None) -> dict:

@@ -255,11 +255,11 @@ def test_benchmark_cli_json(trained, fake_ceiling, capsys):
 def test_the_training_rows_time_plain_eager_fp32_against_vggnets_default_path_even_when_that_is_fp32():
     # On a CPU without bf16 the default path's precision is fp32 too; it must still be vggnet's path, not a copy of
     # the baseline (as it was once: both rows then timed the same plain model).
-    from vggnet.benchmark.training import _training_step
+    from vggnet.benchmark.training import make_training_step
 
     images, labels, cpu = torch.randn(2, 3, 32, 32), torch.tensor([0, 1]), torch.device("cpu")
-    baseline = _training_step("vgg11", "compact", cpu, images, labels)
-    default = _training_step("vgg11", "compact", cpu, images, labels, "fp32")
+    baseline = make_training_step("vgg11", "compact", cpu, images, labels)
+    default = make_training_step("vgg11", "compact", cpu, images, labels, "fp32")
     model, batch, _, optimizer = baseline.args
     assert type(model) is torch.nn.Sequential and batch.is_contiguous() and not optimizer.defaults["fused"]
     model, batch, _, optimizer = default.args

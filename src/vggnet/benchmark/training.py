@@ -34,9 +34,9 @@ def training_throughput(
     for head, size, batch in (("classic", img_size, 8), ("compact", 32, 128)):
         images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
         paths = {
-            "fp32": BenchmarkPath(_training_step(name, head, device, images, labels), "fp32"),
+            "fp32": BenchmarkPath(make_training_step(name, head, device, images, labels), "fp32"),
             f"default ({fast_precision})": BenchmarkPath(
-                _training_step(name, head, device, images, labels, fast_precision), fast_precision, keep
+                make_training_step(name, head, device, images, labels, fast_precision), fast_precision, keep
             ),
         }
         durations = {label: [] for label in paths}
@@ -72,7 +72,7 @@ def training_fractions(rows: list[dict], precisions: tuple[str, str], ceilings: 
     return rows
 
 
-def _training_step(name, head, device, images, labels, precision=None) -> Callable[[], None]:
+def make_training_step(name, head, device, images, labels, precision=None) -> Callable[[], None]:
     """One SGD step (`train_step`) of a fresh model: without `precision`, the baseline: its layers as plain PyTorch
     modules in eager fp32, NCHW (as most users train: none of `training_conv`'s CPU kernels); with it, vggnet's
     default path at that precision, as its trainer runs it (channels_last, fused SGD), fp32 included."""

@@ -3,7 +3,7 @@ are far below the machine's speed (2-core AVX2 EPYC, fp32, BENCHMARKS.md):
 
 - on a map of at most 2x2 pixels, forward and backward alike: the layer runs as one matrix product of the input's
   nine shifted copies (`conv_as_matmul`);
-- the weight gradient of channels_last activations on CPUs without AVX-512 (oneDNN's `jit:avx2` backward-weights
+- the weight gradient of channels_last activations on AVX2 CPUs without AVX-512 (oneDNN's `jit:avx2` backward-weights
   kernel reads NHWC at 16-57% of the ceiling where its forward and input-gradient kernels reach 90-100%): the
   forward and the input gradient stay oneDNN's, the weight gradient is a matrix product of the input's nine shifted
   copies, built a block of rows at a time, and the output gradient (`conv_with_matmul_weight_grad`).
@@ -41,8 +41,7 @@ def conv_as_matmul(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     took 61 ms where oneDNN's convolution took 163 ms (2-core AVX2 CPU, fp32, BENCHMARKS.md; on an AMX Xeon in
     bf16 the matrix product was 2x faster at 2x2 too); from 4x4 up the convolution is as fast or faster."""
     n, channels, height, width = x.shape
-    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (N, H + 2, W + 2, C)
-    shifted = [padded[:, i : i + height, j : j + width] for i in range(3) for j in range(3)]
+    shifted = _nine_shifts(_padded_nhwc(x), slice(None), 0, height, width)
     columns = torch.stack(shifted, dim=3).reshape(n * height * width, 9 * channels)
     weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, 9 * channels)
     y = F.linear(columns, weight, conv.bias)
@@ -65,22 +64,33 @@ def weight_grad_as_matmul(
     buffer and summed into the (9C, O) product; returned as (O, C, 3, 3) in channels_last order."""
     n, channels, height, width = x.shape
     out_channels = grad_output.shape[1]
-    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (N, H + 2, W + 2, C)
+    padded = _padded_nhwc(x)
     grad = grad_output.permute(0, 2, 3, 1)  # (N, H, W, O), free for a channels_last gradient
     product = x.new_zeros(9 * channels, out_channels)
     blocks = _blocks(n, height, row_bytes=width * 9 * channels * x.element_size(), block_bytes=block_bytes)
-    images, rows = blocks[0][1] - blocks[0][0], blocks[0][3] - blocks[0][2]
-    buffer = x.new_empty(images * rows * width * 9 * channels)
+    first_block_rows = (blocks[0][1] - blocks[0][0]) * (blocks[0][3] - blocks[0][2])  # the largest block
+    buffer = x.new_empty(first_block_rows * width * 9 * channels)
     for first_image, end_image, first_row, end_row in blocks:
-        shape = (end_image - first_image, end_row - first_row, width, 9, channels)
-        columns = buffer[: shape[0] * shape[1] * width * 9 * channels].view(shape)
-        for k in range(9):
-            i, j = divmod(k, 3)
-            columns[:, :, :, k].copy_(padded[first_image:end_image, first_row + i : end_row + i, j : j + width])
-        block_grad = grad[first_image:end_image, first_row:end_row].reshape(-1, out_channels)
+        images, rows = slice(first_image, end_image), end_row - first_row
+        shape = (end_image - first_image, rows, width, 9, channels)
+        columns = buffer[: shape[0] * rows * width * 9 * channels].view(shape)
+        for k, shift in enumerate(_nine_shifts(padded, images, first_row, rows, width)):
+            columns[:, :, :, k].copy_(shift)
+        block_grad = grad[images, first_row:end_row].reshape(-1, out_channels)
         product.addmm_(columns.view(-1, 9 * channels).T, block_grad)
     weight_grad = product.view(3, 3, channels, out_channels).permute(3, 2, 0, 1)
     return weight_grad.contiguous(memory_format=torch.channels_last)
+
+
+def _padded_nhwc(x: torch.Tensor) -> torch.Tensor:
+    """`x` (N, C, H, W) as (N, H + 2, W + 2, C) with a border of zeros: a 3x3 convolution's padding."""
+    return F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))
+
+
+def _nine_shifts(padded: torch.Tensor, images: slice, first_row: int, rows: int, width: int) -> list[torch.Tensor]:
+    """The 3x3 neighbourhood of output rows `first_row` .. `first_row + rows` as nine views of `padded`, in the
+    weights' (kernel row, kernel column) order."""
+    return [padded[images, first_row + i : first_row + rows + i, j : j + width] for i in range(3) for j in range(3)]
 
 
 def _blocks(n: int, height: int, row_bytes: int, block_bytes: int) -> list[tuple[int, int, int, int]]:

@@ -2,8 +2,9 @@
 
 - inference: the fp32 inference form (BatchNorm folded, ReLU fused) with Winograd's F(2x2, 3x3) on its small maps
   (`models/winograd.py`) against the same form with every convolution left to oneDNN;
-- training: vggnet's default training step with the matrix-product weight gradient (`models/cpu_training.py`, taken
-  on CPUs without AVX-512 in fp32) against the same step with oneDNN's weight gradient.
+- training: vggnet's default training step with its kernels (`models/cpu_training.py`, taken on AVX2 CPUs in fp32:
+  the matrix-product weight gradient, and Winograd's forward and input gradient on the small maps) against the same
+  step with oneDNN's kernels alone, and against the same step without Winograd (what Winograd alone adds).
 
     python benchmarks/cpu_kernels.py                      # vgg16 at 224, batch 1 and 8; training at batch 8
     python benchmarks/cpu_kernels.py --format json
@@ -24,6 +25,7 @@ import torch
 import vggnet
 import vggnet.models.cpu_training as cpu_training
 import vggnet.models.inference_form as inference_form
+import vggnet.models.winograd as winograd
 from vggnet.allocator import keep_freed_memory
 from vggnet.benchmark.training import make_training_step
 
@@ -49,23 +51,31 @@ def interleaved(sides: dict, rounds: int, images: int) -> dict:
     }
 
 
+def without(module, constant: str, call):
+    """`call` with the kernel that `module.constant` (a least channel count) admits switched off."""
+
+    def switched_off():
+        with mock.patch.object(module, constant, NEVER):
+            return call()
+
+    return switched_off
+
+
 def inference_sides(model, batch: int, size: int) -> dict:
-    with mock.patch.object(inference_form, "WINOGRAD_MIN_CHANNELS", NEVER):
-        onednn = inference_form.inference_form(model, torch.float32, torch.device("cpu"))
-    winograd = inference_form.inference_form(model, torch.float32, torch.device("cpu"))
+    form = inference_form.inference_form(model, torch.float32, torch.device("cpu"))
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    return {"oneDNN only": lambda: onednn(x), "with Winograd": lambda: winograd(x)}
+    return {
+        "oneDNN only": without(winograd, "WINOGRAD_MIN_CHANNELS", lambda: form(x)),
+        "with Winograd": lambda: form(x),
+    }
 
 
-def training_sides(name: str, head: str, batch: int, size: int) -> dict:
+def training_sides(name: str, head: str, batch: int, size: int, winograd_alone: bool) -> dict:
     images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
     step = make_training_step(name, head, torch.device("cpu"), images, labels, "fp32")
-
-    def onednn():
-        with mock.patch.object(cpu_training, "MIN_CHANNELS_FOR_MATMUL_WEIGHT_GRAD", NEVER):
-            step()
-
-    return {"oneDNN weight grad": onednn, "matmul weight grad": step}
+    if winograd_alone:
+        return {"without Winograd": without(winograd, "WINOGRAD_MIN_CHANNELS", step), "with Winograd": step}
+    return {"oneDNN only": without(cpu_training, "MIN_CHANNELS_FOR_MATMUL_WEIGHT_GRAD", step), "vggnet's": step}
 
 
 def main(argv=None) -> dict:
@@ -86,8 +96,9 @@ def main(argv=None) -> dict:
             result = interleaved(inference_sides(model, batch, args.img_size), args.rounds, batch)
             rows.append({"case": f"inference {args.model} {args.img_size} batch {batch}", **result})
     for head, size, batch in (("classic", args.img_size, args.train_batch_size), ("compact", 32, 64)):
-        result = interleaved(training_sides(args.model, head, batch, size), args.rounds, batch)
-        rows.append({"case": f"training {args.model} ({head}) {size} batch {batch}", **result})
+        for winograd_alone in (False, True):
+            result = interleaved(training_sides(args.model, head, batch, size, winograd_alone), args.rounds, batch)
+            rows.append({"case": f"training {args.model} ({head}) {size} batch {batch}", **result})
     report = {
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),

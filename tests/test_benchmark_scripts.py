@@ -92,12 +92,15 @@ def test_the_cpu_kernels_benchmark_times_both_sides_of_each_case():
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
+    onednn, without_winograd = ["oneDNN only", "vggnet's"], ["without Winograd", "with Winograd"]
     cases = [
-        "inference vgg11 64 batch 1",
-        "training vgg11 (classic) 64 batch 2",
-        "training vgg11 (compact) 32 batch 64",
+        ("inference vgg11 64 batch 1", ["oneDNN only", "with Winograd"]),
+        ("training vgg11 (classic) 64 batch 2", onednn),
+        ("training vgg11 (classic) 64 batch 2", without_winograd),
+        ("training vgg11 (compact) 32 batch 64", onednn),
+        ("training vgg11 (compact) 32 batch 64", without_winograd),
     ]
-    assert [row["case"] for row in report["rows"]] == cases
+    assert [(row["case"], list(row["images_per_s"])) for row in report["rows"]] == cases
     for row in report["rows"]:
         base, ours = row["images_per_s"].values()
         assert base > 0 and ours > 0

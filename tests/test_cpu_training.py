@@ -7,11 +7,13 @@ import torchvision
 
 import vggnet
 import vggnet.models.cpu_training as cpu_training
+import vggnet.models.winograd as winograd
 
 
-def _record(monkeypatch, name):
+def _record(monkeypatch, name, argument=1):
+    """The shapes of the input (positional `argument`) of every call of `cpu_training`'s `name`."""
     calls, original = [], getattr(cpu_training, name)
-    monkeypatch.setattr(cpu_training, name, lambda conv, x: calls.append(tuple(x.shape)) or original(conv, x))
+    monkeypatch.setattr(cpu_training, name, lambda *a, **k: calls.append(tuple(a[argument].shape)) or original(*a, **k))
     return calls
 
 
@@ -67,9 +69,12 @@ def test_matmul_weight_grad_is_atens(shape, out_channels, block_bytes):
     torch.testing.assert_close(ours, expected, atol=1e-12, rtol=1e-12)
 
 
-def test_fp32_training_on_avx2_takes_the_matmul_weight_grad_with_torchvisions_results(monkeypatch):
+@pytest.mark.parametrize("winograd_max_pixels", [8 * 28 * 28, 2 * 16 * 12 - 1])
+def test_fp32_training_on_avx2_takes_the_matmul_weight_grad_with_torchvisions_results(winograd_max_pixels, monkeypatch):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(winograd, "WINOGRAD_MAX_PIXELS", winograd_max_pixels)
     calls = _record(monkeypatch, "conv_with_matmul_weight_grad")
+    winograd_calls = _record(monkeypatch, "winograd_conv", argument=0)
     model, reference = _vgg11_pair()
     _assert_trains_like_torchvision(
         model, reference, torch.randn(2, 3, 64, 48).contiguous(memory_format=torch.channels_last)
@@ -84,6 +89,30 @@ def test_fp32_training_on_avx2_takes_the_matmul_weight_grad_with_torchvisions_re
         (2, 512, 4, 3),
         (2, 512, 4, 3),
     ]
+    # Winograd's forward (the input) and input gradient (the output's gradient, in backward order): 128 or more
+    # input channels, even sides, and at most the limit's pixels (2 x 16 x 12 just above the lower one)
+    if winograd_max_pixels >= 2 * 16 * 12:
+        forward, backward = calls[1:5], [(2, 512, 8, 6), (2, 512, 8, 6), (2, 256, 16, 12), (2, 256, 16, 12)]
+    else:
+        forward, backward = calls[3:5], [(2, 512, 8, 6), (2, 512, 8, 6)]
+    assert winograd_calls == forward + backward
+
+
+@pytest.mark.parametrize("winograd", [False, True])
+def test_conv_with_matmul_weight_grad_is_atens_convolution(winograd):
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 8, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(6, 5, 3, padding=1, dtype=torch.float64).to(memory_format=torch.channels_last)
+    grad = torch.randn(2, 5, 8, 4, dtype=torch.float64)
+    expected = torch.autograd.functional.vjp(
+        lambda *inputs: conv._conv_forward(*inputs), (x, conv.weight, conv.bias), grad
+    )
+    ours = torch.autograd.functional.vjp(
+        lambda x, weight, bias: cpu_training._ConvWithMatmulWeightGrad.apply(x, weight, bias, winograd),
+        (x, conv.weight, conv.bias),
+        grad,
+    )
+    torch.testing.assert_close(ours, expected, atol=1e-12, rtol=1e-12)  # the output, then each input's gradient
 
 
 @pytest.mark.parametrize("case", ["avx2 fp32", "avx512", "autocast", "contiguous", "frozen"])

@@ -619,6 +619,7 @@ def _with_running_statistics(model: torch.nn.Module) -> torch.nn.Module:
 
 def test_the_cpu_inference_form_matches_torchvision(monkeypatch):
     import vggnet.models.inference_form as form_module
+    import vggnet.models.winograd as winograd_module
     from vggnet.models.inference_form import ConvReLU, LinearReLU, inference_form
 
     winograd = []
@@ -626,7 +627,7 @@ def test_the_cpu_inference_form_matches_torchvision(monkeypatch):
     monkeypatch.setattr(
         form_module, "winograd_conv", lambda x, *a, **k: winograd.append(x.shape) or original(x, *a, **k)
     )
-    monkeypatch.setattr(form_module, "WINOGRAD_MAX_PIXELS", 3 * 16 * 16 - 1)  # batch 3's 16x16 maps just above
+    monkeypatch.setattr(winograd_module, "WINOGRAD_MAX_PIXELS", 3 * 16 * 16 - 1)  # batch 3's 16x16 maps just above
     reference = _with_running_statistics(torchvision.models.vgg11_bn(num_classes=5))
     model = vggnet.create_model("vgg11_bn", num_classes=5)
     model.load_state_dict(reference.state_dict())

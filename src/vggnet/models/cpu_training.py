@@ -6,7 +6,9 @@ are far below the machine's speed (2-core AVX2 EPYC, fp32, BENCHMARKS.md):
 - the weight gradient of channels_last activations on AVX2 CPUs without AVX-512 (oneDNN's `jit:avx2` backward-weights
   kernel reads NHWC at 16-57% of the ceiling where its forward and input-gradient kernels reach 90-100%): the
   forward and the input gradient stay oneDNN's, the weight gradient is a matrix product of the input's nine shifted
-  copies, built a block of rows at a time, and the output gradient (`conv_with_matmul_weight_grad`).
+  copies, built a block of rows at a time, and the output gradient (`conv_with_matmul_weight_grad`); there, where
+  `winograd.winograd_pays` (many channels, a small map), the forward and the input gradient run by Winograd's
+  F(2x2, 3x3) instead, with the weights transformed at every step.
 
 Inference, export and int8 never come here: they keep the convolution (`training_conv` is called in training mode
 only).
@@ -16,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
+
+from .winograd import winograd_conv, winograd_pays, winograd_weights
 
 # A convolution on a map of at most this many pixels (2x2) runs as a matrix product, forward and backward.
 SMALL_MAP_PIXELS = 4
@@ -30,7 +34,7 @@ def training_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     if x.shape[-2] * x.shape[-1] <= SMALL_MAP_PIXELS:
         return conv_as_matmul(conv, x)
     if _matmul_weight_grad_pays(conv, x):
-        return conv_with_matmul_weight_grad(conv, x)
+        return conv_with_matmul_weight_grad(conv, x, winograd=winograd_pays(conv.in_channels, x))
     return conv(x)
 
 
@@ -48,10 +52,10 @@ def conv_as_matmul(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return y.reshape(n, height, width, conv.out_channels).permute(0, 3, 1, 2)
 
 
-def conv_with_matmul_weight_grad(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """`conv(x)` whose backward computes the weight gradient with `weight_grad_as_matmul` (the forward and the
-    input gradient are oneDNN's, as in `conv(x)`)."""
-    return _ConvWithMatmulWeightGrad.apply(x, conv.weight, conv.bias)
+def conv_with_matmul_weight_grad(conv: nn.Conv2d, x: torch.Tensor, winograd: bool = False) -> torch.Tensor:
+    """`conv(x)` whose backward computes the weight gradient with `weight_grad_as_matmul`; the forward and the
+    input gradient are oneDNN's, as in `conv(x)`, or with `winograd` `winograd_conv`'s (even sides only)."""
+    return _ConvWithMatmulWeightGrad.apply(x, conv.weight, conv.bias, winograd)
 
 
 def weight_grad_as_matmul(
@@ -118,13 +122,15 @@ def _matmul_weight_grad_pays(conv: nn.Conv2d, x: torch.Tensor) -> bool:
 
 
 class _ConvWithMatmulWeightGrad(torch.autograd.Function):
-    """A 3x3 convolution (stride 1, padding 1): oneDNN's forward and input gradient, `weight_grad_as_matmul`'s
-    weight gradient."""
+    """A 3x3 convolution (stride 1, padding 1): oneDNN's or Winograd's forward and input gradient,
+    `weight_grad_as_matmul`'s weight gradient."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
+    def forward(ctx, x, weight, bias, winograd):
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
+        ctx.has_bias, ctx.winograd = bias is not None, winograd
+        if winograd:
+            return winograd_conv(x, winograd_weights(weight), bias)
         return F.conv2d(x, weight, bias, padding=1)
 
     @staticmethod
@@ -133,7 +139,9 @@ class _ConvWithMatmulWeightGrad(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         grad_output = grad_output.contiguous(memory_format=torch.channels_last)
         grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0] and ctx.winograd:
+            grad_x = winograd_conv(grad_output, winograd_weights(weight, transposed=True))
+        elif ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.convolution_backward(
                 grad_output, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False]
             )[0]
@@ -141,4 +149,4 @@ class _ConvWithMatmulWeightGrad(torch.autograd.Function):
             grad_weight = weight_grad_as_matmul(x, grad_output)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_output.sum((0, 2, 3))
-        return grad_x, grad_weight, grad_bias
+        return grad_x, grad_weight, grad_bias, None

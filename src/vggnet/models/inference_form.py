@@ -20,12 +20,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .vgg import VGG
-from .winograd import winograd_conv, winograd_weights
-
-# fp32 convolutions with at least this many input channels, on inputs of at most this many pixels (batch x height
-# x width: 8 x 28 x 28), run by Winograd's F(2x2, 3x3): where it measured faster than oneDNN (models/winograd.py).
-WINOGRAD_MIN_CHANNELS = 128
-WINOGRAD_MAX_PIXELS = 8 * 28 * 28
+from .winograd import winograd_conv, winograd_pays, winograd_weights
 
 
 def fold_batchnorm(model: VGG) -> VGG:
@@ -44,8 +39,8 @@ def fold_batchnorm(model: VGG) -> VGG:
 class ConvReLU(nn.Conv2d):
     """A 3x3 convolution that applies the ReLU after it in the same kernel (CPU only). Its parameters and
     state-dict keys are the convolution's. fp32 weights are reordered into oneDNN's layout once per input shape;
-    an fp32 layer with at least `WINOGRAD_MIN_CHANNELS` inputs also keeps Winograd-transformed weights and runs
-    inputs of at most `WINOGRAD_MAX_PIXELS` pixels (batch x height x width, even sides) by `winograd_conv`."""
+    inputs where `winograd_pays` (many channels, a small map) run by `winograd_conv`, with the weights transformed
+    on the first such input and kept."""
 
     def __init__(self, conv: nn.Conv2d, relu: bool) -> None:
         super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
@@ -53,8 +48,7 @@ class ConvReLU(nn.Conv2d):
         self.weight, self.bias = conv.weight, conv.bias
         self.attr = "relu" if relu else "none"
         self._packed: tuple[tuple[int, ...], torch.Tensor] | None = None  # (input shape, weights in oneDNN's layout)
-        winograd = self.weight.dtype == torch.float32 and self.in_channels >= WINOGRAD_MIN_CHANNELS
-        self._winograd = winograd_weights(self.weight.detach()) if winograd else None
+        self._winograd: torch.Tensor | None = None  # the weights as `winograd_weights` transforms them
 
     def _weight_for(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight.detach()
@@ -68,15 +62,15 @@ class ConvReLU(nn.Conv2d):
             packed = self._packed = (shape, weights)
         return packed[1]
 
-    def _takes_winograd(self, x: torch.Tensor) -> bool:
-        n, _, height, width = x.shape
-        small = n * height * width <= WINOGRAD_MAX_PIXELS and height % 2 == 0 and width % 2 == 0
-        return self._winograd is not None and small and x.dtype == torch.float32
+    def _winograd_weights(self) -> torch.Tensor:
+        if self._winograd is None:  # two threads may both transform them: the same values
+            self._winograd = winograd_weights(self.weight)
+        return self._winograd
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.detach()
-        if self._takes_winograd(x):
-            return winograd_conv(x, self._winograd, bias, relu=self.attr == "relu")
+        if winograd_pays(self.in_channels, x):
+            return winograd_conv(x, self._winograd_weights(), bias, relu=self.attr == "relu")
         return torch.ops.mkldnn._convolution_pointwise(
             x, self._weight_for(x), bias, self.padding, self.stride, self.dilation, self.groups, self.attr, [], ""
         )

@@ -1,5 +1,6 @@
-"""Winograd's minimal filtering F(2x2, 3x3) for VGG's 3x3 convolutions (stride 1, padding 1) in fp32 inference on
-the CPU (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
+"""Winograd's minimal filtering F(2x2, 3x3) for VGG's 3x3 convolutions (stride 1, padding 1) in fp32 on the CPU
+(Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015): the inference form's convolutions and,
+in training on AVX2 CPUs, the forward pass and the input gradient (`cpu_training.py`).
 
 Each 2x2 block of output pixels comes from a 4x4 tile of input: the tiles and the weights are transformed
 (B^T d B and G g G^T), multiplied as 16 matrix products of (tiles, C) @ (C, O) — 16 multiplications per 4 outputs
@@ -14,16 +15,39 @@ to about 3e-6 of their largest value in fp32 (float64: 1e-14).
 import torch
 import torch.nn.functional as F
 
-# G of F(2x2, 3x3): the weights' transform.
-_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+# fp32 convolutions with at least this many input channels, on inputs of at most this many pixels (batch x height
+# x width: 8 x 28 x 28), run by Winograd: where it measured faster than oneDNN.
+WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MAX_PIXELS = 8 * 28 * 28
 
 
-def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
-    """A 3x3 convolution's weights (O, C, 3, 3) transformed once for `winograd_conv`: G g G^T, as (16, C, O)."""
-    g = torch.tensor(_G, dtype=weight.dtype, device=weight.device)
-    transformed = g @ weight @ g.T  # (O, C, 4, 4)
-    out_channels, channels = weight.shape[:2]
-    return transformed.permute(2, 3, 1, 0).reshape(16, channels, out_channels).contiguous()
+def winograd_pays(in_channels: int, x: torch.Tensor) -> bool:
+    """Whether a 3x3 convolution with `in_channels` inputs runs `x` faster by `winograd_conv` than by oneDNN: fp32,
+    at least `WINOGRAD_MIN_CHANNELS` input channels, at most `WINOGRAD_MAX_PIXELS` pixels, even sides."""
+    n, _, height, width = x.shape
+    small = n * height * width <= WINOGRAD_MAX_PIXELS and height % 2 == 0 and width % 2 == 0
+    return small and in_channels >= WINOGRAD_MIN_CHANNELS and x.dtype == torch.float32
+
+
+def winograd_weights(weight: torch.Tensor, transposed: bool = False) -> torch.Tensor:
+    """A 3x3 convolution's weights (O, C, 3, 3) transformed for `winograd_conv`: G g G^T, as (16, C, O). With
+    `transposed`, those of the convolution that computes its input gradient from its output gradient (the kernel
+    turned by 180 degrees, inputs and outputs swapped): (16, O, C)."""
+    kernel = weight.detach().permute(2, 3, 1, 0)  # (3, 3, C, O)
+    if transposed:
+        kernel = kernel.flip(0, 1).transpose(2, 3)
+    kernel = kernel.contiguous()
+    transformed = kernel.new_empty(4, 4, *kernel.shape[2:])
+    for a, row in enumerate(_g_times(*kernel)):  # G g, then (G g) G^T
+        for b, value in enumerate(_g_times(*row)):
+            transformed[a, b].copy_(value)
+    return transformed.view(16, *kernel.shape[2:])
+
+
+def _g_times(g0: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The four rows of G @ (g0, g1, g2) for G of F(2x2, 3x3): ((1, 0, 0), (1/2, 1/2, 1/2), (1/2, -1/2, 1/2),
+    (0, 0, 1))."""
+    return g0, (g0 + g1 + g2).mul_(0.5), (g0 - g1 + g2).mul_(0.5), g2
 
 
 def winograd_conv(
@@ -51,13 +75,13 @@ def winograd_conv(
     m = torch.bmm(tiles.view(16, -1, channels), weights).view(4, 4, n, tiles_h, tiles_w, out_channels)
     # A^T m A, rows then columns, each output pixel written in place.
     z = (m[0] + m[1] + m[2], m[1] - m[2] - m[3])
-    out = x.new_empty(n, tiles_h, 2, tiles_w, 2, out_channels)
+    out = torch.empty(n, out_channels, height, width, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    blocks = out.permute(0, 2, 3, 1).view(n, tiles_h, 2, tiles_w, 2, out_channels)
     for a, row in enumerate(z):
-        torch.add(row[0] + row[1], row[2], out=out[:, :, a, :, 0])
-        torch.sub(row[1] - row[2], row[3], out=out[:, :, a, :, 1])
-    out = out.view(n, height, width, out_channels)
+        torch.add(row[0] + row[1], row[2], out=blocks[:, :, a, :, 0])
+        torch.sub(row[1] - row[2], row[3], out=blocks[:, :, a, :, 1])
     if bias is not None:
-        out.add_(bias)
+        blocks.add_(bias)
     if relu:
         out.relu_()
-    return out.permute(0, 3, 1, 2)
+    return out

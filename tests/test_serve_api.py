@@ -371,17 +371,24 @@ def test_a_failed_warm_up_in_the_background_is_reported_and_never_ready(loaded):
 
 
 def test_a_full_queue_is_503_with_retry_after(loaded, class_images):
-    """With the model's thread held busy, one image runs (blocked) and two wait: a third waiting would pass
-    `max_queue`, so it gets 503; once the thread is free, the three that were taken are all answered."""
-    release = threading.Event()
+    """With the model held inside its first batch, one image runs (blocked) and two wait: a third waiting would
+    pass `max_queue`, so it gets 503; once the model is free, the three that were taken are all answered."""
+    running, release = threading.Event(), threading.Event()
     with served(loaded, max_queue=2, max_batch_size=1) as client, ThreadPoolExecutor(3) as pool:
-        executor = client.app.state.server.get("a").executor
-        executor.submit(release.wait)
+        model = client.app.state.server.get("a")
+        runner = model.runner
+
+        def held(images):
+            running.set()
+            release.wait()
+            return runner(images)
+
+        model.runner = held
         try:
             first, *others = class_images
             taken = [pool.submit(client.post, "/predict", files=_files([first]))]
-            # Its batch waits behind the held thread before the others come (else they would fill the queue).
-            wait_for(lambda: executor._work_queue.qsize() == 1, "the first image's batch waiting for the model")
+            # It runs before the others come (else they would be one batch's worth of the queue).
+            wait_for(running.is_set, "the first image's batch running")
             taken += [pool.submit(client.post, "/predict", files=_files([path])) for path in others]
             queued = lambda: metric_value(client.get("/metrics").text, "vggnet_queue_depth", model="a")  # noqa: E731
             wait_for(lambda: queued() == 2, "one image running and two waiting")

@@ -7,7 +7,7 @@ oneDNN runs the precision, each convolution and linear layer also applies the Re
 (oneDNN's post-op, the call inductor's frozen graphs make), and each fp32 convolution keeps its weights in oneDNN's
 blocked layout for the last input shape it saw instead of reordering them on every call: vgg16 at 224 runs 1.05-1.27x
 faster than the plain module (BENCHMARKS.md). fp32 convolutions with many channels on small maps run by Winograd's
-F(2x2, 3x3) (`winograd.py`): 1.10-1.28x more on vgg16 at 224. The outputs are the plain module's up to float
+F(2x2, 3x3) (`winograd.py`): 1.06-1.28x more on vgg16 at 224. The outputs are the plain module's up to float
 rounding.
 
 Inputs go in as `inference_input` makes them, in batches of `vggnet.choices.INFERENCE_BATCH_SIZE`.

@@ -52,7 +52,7 @@ def interleaved(sides: dict, rounds: int, images: int) -> dict:
 
 
 def without(module, constant: str, call):
-    """`call` with the kernel that `module.constant` (a least channel count) admits switched off."""
+    """`call` with a kernel switched off: `module.constant`, the fewest input channels it takes, past any layer's."""
 
     def switched_off():
         with mock.patch.object(module, constant, NEVER):

@@ -3,6 +3,7 @@ gradients: the same outputs and gradients, taken exactly where they are meant to
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 
 import vggnet
@@ -69,6 +70,17 @@ def test_matmul_weight_grad_is_atens(shape, out_channels, block_bytes):
     torch.testing.assert_close(ours, expected, atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.parametrize(("out_channels", "block_megabytes"), [(32, 8), (64, 8), (128, 16), (512, 64)])
+def test_matmul_weight_grad_blocks_grow_with_the_output_channels(out_channels, block_megabytes, monkeypatch):
+    sizes, blocks = [], cpu_training._blocks
+    monkeypatch.setattr(cpu_training, "_blocks", lambda *a, **k: sizes.append(k["block_bytes"]) or blocks(*a, **k))
+    x = torch.randn(1, 2, 4, 4).contiguous(memory_format=torch.channels_last)
+    cpu_training.weight_grad_as_matmul(
+        x, torch.randn(1, out_channels, 4, 4).contiguous(memory_format=torch.channels_last)
+    )
+    assert sizes == [block_megabytes << 20]
+
+
 @pytest.mark.parametrize("winograd_max_pixels", [8 * 28 * 28, 2 * 16 * 12 - 1])
 def test_fp32_training_on_avx2_takes_the_matmul_weight_grad_with_torchvisions_results(winograd_max_pixels, monkeypatch):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
@@ -105,7 +117,7 @@ def test_conv_with_matmul_weight_grad_is_atens_convolution(winograd):
     conv = torch.nn.Conv2d(6, 5, 3, padding=1, dtype=torch.float64).to(memory_format=torch.channels_last)
     grad = torch.randn(2, 5, 8, 4, dtype=torch.float64)
     expected = torch.autograd.functional.vjp(
-        lambda *inputs: conv._conv_forward(*inputs), (x, conv.weight, conv.bias), grad
+        lambda x, weight, bias: F.conv2d(x, weight, bias, padding=1), (x, conv.weight, conv.bias), grad
     )
     ours = torch.autograd.functional.vjp(
         lambda x, weight, bias: cpu_training._ConvWithMatmulWeightGrad.apply(x, weight, bias, winograd),

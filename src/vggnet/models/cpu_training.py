@@ -54,7 +54,7 @@ def conv_as_matmul(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return y.reshape(n, height, width, conv.out_channels).permute(0, 3, 1, 2)
 
 
-def conv_with_matmul_weight_grad(conv: nn.Conv2d, x: torch.Tensor, winograd: bool = False) -> torch.Tensor:
+def conv_with_matmul_weight_grad(conv: nn.Conv2d, x: torch.Tensor, winograd: bool) -> torch.Tensor:
     """`conv(x)` whose backward computes the weight gradient with `weight_grad_as_matmul`; the forward and the
     input gradient are oneDNN's, as in `conv(x)`, or with `winograd` `winograd_conv`'s (even sides only)."""
     return _ConvWithMatmulWeightGrad.apply(x, conv.weight, conv.bias, winograd)

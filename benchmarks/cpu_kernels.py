@@ -75,7 +75,7 @@ def training_sides(name: str, head: str, batch: int, size: int, winograd_alone: 
     step = make_training_step(name, head, torch.device("cpu"), images, labels, "fp32")
     if winograd_alone:
         return {"without Winograd": without(winograd, "WINOGRAD_MIN_CHANNELS", step), "with Winograd": step}
-    return {"oneDNN only": without(cpu_training, "MIN_CHANNELS_FOR_MATMUL_WEIGHT_GRAD", step), "vggnet's": step}
+    return {"oneDNN only": without(cpu_training, "MIN_CHANNELS_FOR_OWN_KERNELS", step), "vggnet's": step}
 
 
 def main(argv=None) -> dict:

@@ -72,8 +72,8 @@ def test_matmul_weight_grad_is_atens(shape, out_channels, block_bytes):
 
 @pytest.mark.parametrize(("out_channels", "block_megabytes"), [(32, 8), (64, 8), (128, 16), (512, 64)])
 def test_matmul_weight_grad_blocks_grow_with_the_output_channels(out_channels, block_megabytes, monkeypatch):
-    sizes, blocks = [], cpu_training._blocks
-    monkeypatch.setattr(cpu_training, "_blocks", lambda *a, **k: sizes.append(k["block_bytes"]) or blocks(*a, **k))
+    sizes, blocks = [], cpu_training.row_blocks
+    monkeypatch.setattr(cpu_training, "row_blocks", lambda *a, **k: sizes.append(k["block_bytes"]) or blocks(*a, **k))
     x = torch.randn(1, 2, 4, 4).contiguous(memory_format=torch.channels_last)
     cpu_training.weight_grad_as_matmul(
         x, torch.randn(1, out_channels, 4, 4).contiguous(memory_format=torch.channels_last)
@@ -81,12 +81,14 @@ def test_matmul_weight_grad_blocks_grow_with_the_output_channels(out_channels, b
     assert sizes == [block_megabytes << 20]
 
 
-@pytest.mark.parametrize("winograd_max_pixels", [8 * 28 * 28, 2 * 16 * 12 - 1])
-def test_fp32_training_on_avx2_takes_the_matmul_weight_grad_with_torchvisions_results(winograd_max_pixels, monkeypatch):
+@pytest.mark.parametrize("winograd_max_map", [56 * 56, 16 * 12 - 1])
+def test_fp32_training_on_avx2_takes_vggnets_kernels_with_torchvisions_results(winograd_max_map, monkeypatch):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    monkeypatch.setattr(winograd, "WINOGRAD_MAX_PIXELS", winograd_max_pixels)
-    calls = _record(monkeypatch, "conv_with_matmul_weight_grad")
+    monkeypatch.setattr(winograd, "WINOGRAD_MAX_MAP_PIXELS", winograd_max_map)
+    calls = _record(monkeypatch, "conv_with_own_kernels")
     winograd_calls = _record(monkeypatch, "winograd_conv", argument=0)
+    winograd_grad_calls = _record(monkeypatch, "winograd_weight_grad", argument=0)
+    matmul_grad_calls = _record(monkeypatch, "weight_grad_as_matmul", argument=0)
     model, reference = _vgg11_pair()
     _assert_trains_like_torchvision(
         model, reference, torch.randn(2, 3, 64, 48).contiguous(memory_format=torch.channels_last)
@@ -101,17 +103,21 @@ def test_fp32_training_on_avx2_takes_the_matmul_weight_grad_with_torchvisions_re
         (2, 512, 4, 3),
         (2, 512, 4, 3),
     ]
-    # Winograd's forward (the input) and input gradient (the output's gradient, in backward order): 128 or more
-    # input channels, even sides, and at most the limit's pixels (2 x 16 x 12 just above the lower one)
-    if winograd_max_pixels >= 2 * 16 * 12:
-        forward, backward = calls[1:5], [(2, 512, 8, 6), (2, 512, 8, 6), (2, 256, 16, 12), (2, 256, 16, 12)]
+    # Winograd's forward (the input) and input gradient (the output's gradient, in backward order): 256 or more
+    # input channels, even sides, and maps of at most the limit's pixels (16 x 12 just above the lower one)
+    if winograd_max_map >= 16 * 12:
+        forward, backward = calls[2:5], [(2, 512, 8, 6), (2, 512, 8, 6), (2, 256, 16, 12)]
     else:
         forward, backward = calls[3:5], [(2, 512, 8, 6), (2, 512, 8, 6)]
     assert winograd_calls == forward + backward
+    # the weight gradient (the inputs, in backward order): Winograd's for 64 or more input channels and even
+    # sides, at any map size; the matrix product's for the rest (block 5's 4x3 maps)
+    assert winograd_grad_calls == calls[4::-1]
+    assert matmul_grad_calls == calls[:4:-1]
 
 
-@pytest.mark.parametrize("winograd", [False, True])
-def test_conv_with_matmul_weight_grad_is_atens_convolution(winograd):
+@pytest.mark.parametrize(("winograd", "winograd_grad"), [(False, False), (True, False), (False, True)])
+def test_conv_with_own_kernels_is_atens_convolution(winograd, winograd_grad):
     torch.manual_seed(0)
     x = torch.randn(2, 6, 8, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     conv = torch.nn.Conv2d(6, 5, 3, padding=1, dtype=torch.float64).to(memory_format=torch.channels_last)
@@ -120,7 +126,7 @@ def test_conv_with_matmul_weight_grad_is_atens_convolution(winograd):
         lambda x, weight, bias: F.conv2d(x, weight, bias, padding=1), (x, conv.weight, conv.bias), grad
     )
     ours = torch.autograd.functional.vjp(
-        lambda x, weight, bias: cpu_training._ConvWithMatmulWeightGrad.apply(x, weight, bias, winograd),
+        lambda x, weight, bias: cpu_training._ConvWithOwnKernels.apply(x, weight, bias, winograd, winograd_grad),
         (x, conv.weight, conv.bias),
         grad,
     )
@@ -128,9 +134,9 @@ def test_conv_with_matmul_weight_grad_is_atens_convolution(winograd):
 
 
 @pytest.mark.parametrize("case", ["avx2 fp32", "avx512", "autocast", "contiguous", "frozen"])
-def test_only_fp32_channels_last_training_on_avx2_takes_the_matmul_weight_grad(case, monkeypatch):
+def test_only_fp32_channels_last_training_on_avx2_takes_vggnets_kernels(case, monkeypatch):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512" if case == "avx512" else "AVX2")
-    calls = _record(monkeypatch, "conv_with_matmul_weight_grad")
+    calls = _record(monkeypatch, "conv_with_own_kernels")
     memory_format = torch.contiguous_format if case == "contiguous" else torch.channels_last
     model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.25)
     model.to(memory_format=memory_format).train().features.requires_grad_(case != "frozen")

@@ -627,7 +627,7 @@ def test_the_cpu_inference_form_matches_torchvision(monkeypatch):
     monkeypatch.setattr(
         form_module, "winograd_conv", lambda x, *a, **k: winograd.append(x.shape) or original(x, *a, **k)
     )
-    monkeypatch.setattr(winograd_module, "WINOGRAD_MAX_PIXELS", 3 * 16 * 16 - 1)  # batch 3's 16x16 maps just above
+    monkeypatch.setattr(winograd_module, "WINOGRAD_MAX_MAP_PIXELS", 16 * 16 - 1)  # the 16x16 maps just above
     reference = _with_running_statistics(torchvision.models.vgg11_bn(num_classes=5))
     model = vggnet.create_model("vgg11_bn", num_classes=5)
     model.load_state_dict(reference.state_dict())
@@ -641,13 +641,9 @@ def test_the_cpu_inference_form_matches_torchvision(monkeypatch):
             x = torch.randn(batch, 3, 64, 64)
             fused = form(x.contiguous(memory_format=torch.channels_last))
             torch.testing.assert_close(fused, reference(x), atol=1e-4, rtol=1e-4)
-    # Winograd: the fp32 layers with 128 or more input channels, on fewer than 3 x 16 x 16 pixels
+    # Winograd: the fp32 layers with 256 or more input channels, on maps smaller than 16x16, at every batch size
     small = [(256, 8, 8), (512, 8, 8), (512, 4, 4), (512, 4, 4)]
-    at_3, at_1 = (
-        [(3, *layer) for layer in small],
-        [(1, 128, 16, 16), (1, 256, 16, 16)] + [(1, *layer) for layer in small],
-    )
-    assert winograd == at_3 + at_1 + at_3
+    assert winograd == [(batch, *layer) for batch in (3, 1, 3) for layer in small]
 
 
 def test_the_low_precision_form_fuses_only_where_onednn_runs_it():

@@ -3,8 +3,9 @@
 - inference: the fp32 inference form (BatchNorm folded, ReLU fused) with Winograd's F(2x2, 3x3) on its small maps
   (`models/winograd.py`) against the same form with every convolution left to oneDNN;
 - training: vggnet's default training step with its kernels (`models/cpu_training.py`, taken on AVX2 CPUs in fp32:
-  the matrix-product weight gradient, and Winograd's forward and input gradient on the small maps) against the same
-  step with oneDNN's kernels alone, and against the same step without Winograd (what Winograd alone adds).
+  Winograd's weight gradient, or the matrix product's, and Winograd's forward and input gradient where they pay)
+  against the same step with oneDNN's kernels alone, and against the same step without Winograd (what Winograd
+  alone adds over the matrix-product weight gradient).
 
     python benchmarks/cpu_kernels.py                      # vgg16 at 224, batch 1 and 8; training at batch 8
     python benchmarks/cpu_kernels.py --format json
@@ -15,6 +16,7 @@ against the peers.
 """
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
@@ -51,11 +53,14 @@ def interleaved(sides: dict, rounds: int, images: int) -> dict:
     }
 
 
-def without(module, constant: str, call):
-    """`call` with a kernel switched off: `module.constant`, the fewest input channels it takes, past any layer's."""
+def without(module, constants: tuple[str, ...], call):
+    """`call` with kernels switched off: each of `module`'s `constants`, the fewest input channels a kernel takes,
+    past any layer's."""
 
     def switched_off():
-        with mock.patch.object(module, constant, NEVER):
+        with contextlib.ExitStack() as stack:
+            for constant in constants:
+                stack.enter_context(mock.patch.object(module, constant, NEVER))
             return call()
 
     return switched_off
@@ -65,7 +70,7 @@ def inference_sides(model, batch: int, size: int) -> dict:
     form = inference_form.inference_form(model, torch.float32, torch.device("cpu"))
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     return {
-        "oneDNN only": without(winograd, "WINOGRAD_MIN_CHANNELS", lambda: form(x)),
+        "oneDNN only": without(winograd, ("WINOGRAD_MIN_CHANNELS",), lambda: form(x)),
         "with Winograd": lambda: form(x),
     }
 
@@ -74,8 +79,9 @@ def training_sides(name: str, head: str, batch: int, size: int, winograd_alone: 
     images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
     step = make_training_step(name, head, torch.device("cpu"), images, labels, "fp32")
     if winograd_alone:
-        return {"without Winograd": without(winograd, "WINOGRAD_MIN_CHANNELS", step), "with Winograd": step}
-    return {"oneDNN only": without(cpu_training, "MIN_CHANNELS_FOR_OWN_KERNELS", step), "vggnet's": step}
+        all_of_it = ("WINOGRAD_MIN_CHANNELS", "WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS")
+        return {"without Winograd": without(winograd, all_of_it, step), "with Winograd": step}
+    return {"oneDNN only": without(cpu_training, ("MIN_CHANNELS_FOR_OWN_KERNELS",), step), "vggnet's": step}
 
 
 def main(argv=None) -> dict:

@@ -38,7 +38,9 @@ SMALL_MAP_PIXELS = 4
 MIN_CHANNELS_FOR_OWN_KERNELS = 16
 # The nine shifted copies are built this many bytes at a time for each 64 output channels (8 MB for 64, 64 MB for
 # 512): a product with more outputs does more work per copied byte and runs faster on longer sums, while a 64-channel
-# layer's runs fastest on a block that stays in the last-level cache (vgg16 at 224: 1.08x over 8 MB for every layer).
+# layer's runs fastest on a block that stays in the last-level cache (vgg16 at 224: 1.08x over 8 MB for every layer,
+# measured before Winograd took the weight gradients of 64 or more input channels; these are now the narrower
+# layers' and those of maps with an odd side).
 WEIGHT_GRAD_BLOCK_BYTES_PER_64_OUTPUTS = 8 << 20
 
 

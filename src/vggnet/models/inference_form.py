@@ -6,9 +6,9 @@ cast once to the precision (fp32, bf16 or fp16; autocast would re-cast them on e
 oneDNN runs the precision, each convolution and linear layer also applies the ReLU after it in the same kernel
 (oneDNN's post-op, the call inductor's frozen graphs make), and each fp32 convolution keeps its weights in oneDNN's
 blocked layout for the last input shape it saw instead of reordering them on every call: vgg16 at 224 runs 1.05-1.27x
-faster than the plain module (BENCHMARKS.md). fp32 convolutions with many channels on small maps run by Winograd's
-F(2x2, 3x3) (`winograd.py`): 1.06-1.28x more on vgg16 at 224. The outputs are the plain module's up to float
-rounding.
+faster than the plain module (BENCHMARKS.md). fp32 convolutions with 256 or more input channels on maps up to 56x56
+run by Winograd's F(2x2, 3x3) (`winograd.py`): 1.06-1.28x more on vgg16 at 224. The outputs are the plain
+module's up to float rounding.
 
 Inputs go in as `inference_input` makes them, in batches of `vggnet.choices.INFERENCE_BATCH_SIZE`.
 """
@@ -39,7 +39,7 @@ def fold_batchnorm(model: VGG) -> VGG:
 class ConvReLU(nn.Conv2d):
     """A 3x3 convolution that applies the ReLU after it in the same kernel (CPU only). Its parameters and
     state-dict keys are the convolution's. fp32 weights are reordered into oneDNN's layout once per input shape;
-    inputs where `winograd_pays` (many channels, a small map) run by `winograd_conv`, with the weights transformed
+    inputs where `winograd_pays` (many channels, a map up to 56x56) run by `winograd_conv`, with the weights transformed
     on the first such input and kept."""
 
     def __init__(self, conv: nn.Conv2d, relu: bool) -> None:

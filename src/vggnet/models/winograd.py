@@ -77,7 +77,8 @@ def winograd_conv(
     """`relu(conv2d(x, weight, bias, padding=1))` (or without the ReLU) for `weights = winograd_weights(weight)`.
 
     `x` is (N, C, H, W) with H and W even; the output is channels_last, as oneDNN's would be."""
-    n, channels, height, width = _even_sides(x)
+    _require_even_sides(x)
+    n, channels, height, width = x.shape
     out_channels = weights.shape[2]
     out = torch.empty(n, out_channels, height, width, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
     padded, blocks = padded_nhwc(x), _output_blocks(out)
@@ -99,9 +100,9 @@ def winograd_weight_grad(x: torch.Tensor, grad_output: torch.Tensor) -> torch.Te
     for the tile's transformed input V = B^T d B and the transformed weights U = G g G^T, so the gradient of U is
     the sum over tiles of V times the transformed output gradient A dY A^T (16 matrix products of (C, tiles) @
     (tiles, O), summed chunk by chunk), and the weights' is G^T (that) G, by one matrix product as in
-    `winograd_weights`. Returned as (O, C, 3, 3) channels_last."""
-    n, channels, height, width = _even_sides(x)
-    out_channels = grad_output.shape[1]
+    `winograd_weights`. `grad_output` is channels_last; the result (O, C, 3, 3) is too."""
+    _require_even_sides(x)
+    channels, out_channels = x.shape[1], grad_output.shape[1]
     padded, blocks = padded_nhwc(x), _output_blocks(grad_output)
     transformed_grad = x.new_zeros(16, channels, out_channels)
     for images, rows in _chunks(x, max(channels, out_channels)):
@@ -113,10 +114,10 @@ def winograd_weight_grad(x: torch.Tensor, grad_output: torch.Tensor) -> torch.Te
     return weight_grad.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
 
 
-def _even_sides(x: torch.Tensor) -> torch.Size:
+def _require_even_sides(x: torch.Tensor) -> None:
+    """F(2x2, 3x3) computes whole 2x2 blocks of output: a ValueError naming the sides where one is odd."""
     if x.shape[-2] % 2 or x.shape[-1] % 2:
         raise ValueError(f"Winograd's F(2x2, 3x3) needs an even height and width, got {x.shape[-2]}x{x.shape[-1]}")
-    return x.shape
 
 
 def _output_blocks(y: torch.Tensor) -> torch.Tensor:

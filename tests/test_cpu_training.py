@@ -137,6 +137,7 @@ def test_conv_with_own_kernels_is_atens_convolution(winograd, winograd_grad):
 def test_only_fp32_channels_last_training_on_avx2_takes_vggnets_kernels(case, monkeypatch):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512" if case == "avx512" else "AVX2")
     calls = _record(monkeypatch, "conv_with_own_kernels")
+    winograd_grad_calls = _record(monkeypatch, "winograd_weight_grad", argument=0)
     memory_format = torch.contiguous_format if case == "contiguous" else torch.channels_last
     model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.25)
     model.to(memory_format=memory_format).train().features.requires_grad_(case != "frozen")
@@ -144,3 +145,5 @@ def test_only_fp32_channels_last_training_on_avx2_takes_vggnets_kernels(case, mo
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=case == "autocast"):
         model(x).float().sum().backward()
     assert len(calls) == (5 if case == "avx2 fp32" else 0)  # 16 or more input channels, maps above 2x2
+    if case == "avx2 fp32":  # Winograd's weight gradient from 64 input channels (in backward order); 16 and 32 not
+        assert [shape[1] for shape in winograd_grad_calls] == [128, 64, 64]

@@ -17,9 +17,9 @@ import vggnet
 import vggnet.benchmark.ceiling
 import vggnet.benchmark.run
 from vggnet.benchmark import benchmark, render_benchmark
-from vggnet.benchmark.ceiling import CeilingSamples, compute_ceiling
-from vggnet.benchmark.inference import BASELINE, PLAIN_BASELINE
-from vggnet.benchmark.report import RANDOM_WEIGHTS
+from vggnet.benchmark.ceiling import CeilingSamples, ceiling_kernels, compute_ceiling
+from vggnet.benchmark.inference import BASELINE, ORT_CUDA_PATH, PLAIN_BASELINE, _peer_paths
+from vggnet.benchmark.report import RANDOM_WEIGHTS, peer_targets
 from vggnet.benchmark.training import training_fractions, training_throughput
 from vggnet.cli import main
 from vggnet.runtime import resolve_precision
@@ -29,15 +29,16 @@ INT8_KERNELS = {"onednn::qconv_pointwise", "onednn::qlinear_pointwise"}
 
 @pytest.fixture
 def fake_ceiling(monkeypatch):
-    """`fake_ceiling(*gflops)`: each ceiling sample takes the next of `gflops` (cycled); returns the list of the
-    dtypes sampled, one entry per sample."""
+    """`fake_ceiling(*gflops)`: each dtype's ceiling samples take the next of `gflops` (cycled, for each dtype on
+    its own, so that a machine with a bf16 ceiling sees the same figures); returns the list of the dtypes sampled,
+    one entry per sample."""
 
     def install(*gflops):
-        values, sampled = itertools.cycle(gflops), []
+        values, sampled = {}, []
 
         def sample(dtype, device, repeats=10):
             sampled.append(dtype)
-            return next(values)
+            return next(values.setdefault(dtype, itertools.cycle(gflops)))
 
         monkeypatch.setattr(vggnet.benchmark.ceiling, "compute_ceiling", sample)
         return sampled
@@ -228,11 +229,41 @@ def test_each_training_path_is_a_fraction_of_its_own_precisions_ceiling():
     assert row["fraction_of_ceiling"] == {"fp32": pytest.approx(0.1), "default (bf16)": pytest.approx(0.2)}
 
 
-@pytest.mark.parametrize("option", ["peers", "int8"])
-def test_cpu_only_paths_are_refused_on_a_gpu(option, monkeypatch):
+def test_int8_is_refused_on_a_gpu(monkeypatch):
     monkeypatch.setattr(vggnet.benchmark.run, "resolve_device", lambda name: torch.device("cuda"))
-    with pytest.raises(ValueError, match="--device cpu"):
-        benchmark(model="vgg11", img_size=32, device="cuda", **{option: True})
+    with pytest.raises(ValueError, match="--int8 measures a CPU runtime.*--device cpu"):
+        benchmark(model="vgg11", img_size=32, device="cuda", int8=True)
+
+
+def test_without_its_cuda_provider_onnxruntime_is_left_out_on_a_gpu(caplog):
+    # The onnxruntime package installed here is the CPU build: on a GPU, the peer is skipped with the fix named,
+    # instead of timing ONNX Runtime on the CPU against paths on the GPU.
+    network = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125)
+    with caplog.at_level("WARNING", logger="vggnet"):
+        assert _peer_paths(network, 32, torch.device("cuda")) == {}
+    assert "CUDA provider is not in this installation" in caplog.text and "onnxruntime-gpu" in caplog.text
+
+
+def _row(path, batch_size, images_per_s):
+    return {"path": path, "batch_size": batch_size, "images_per_s": images_per_s,
+            "latency_p50_ms": 1000 * batch_size / images_per_s}  # fmt: skip
+
+
+def test_gpu_targets_are_against_onnxruntimes_cuda_provider():
+    rows = [_row(BASELINE, 8, 100.0), _row("vggnet fp32", 8, 150.0), _row("vggnet default (bf16)", 8, 300.0),
+            _row("vggnet bf16 + torch.compile", 8, 330.0), _row(ORT_CUDA_PATH, 8, 210.0)]  # fmt: skip
+    targets = peer_targets(rows)
+    assert [(t["target"], t["path"], t["peer"]) for t in targets] == [
+        ("default path images/s", "vggnet default (bf16)", ORT_CUDA_PATH),
+        ("fastest float path images/s", "vggnet bf16 + torch.compile", ORT_CUDA_PATH),
+    ]
+    assert [t["ratio"] for t in targets] == [pytest.approx(300 / 210), pytest.approx(330 / 210)]
+    assert [t["pass"] for t in targets] == [False, True]  # the limit: 1.5x
+
+
+def test_the_ceiling_is_larger_work_on_a_gpu():
+    assert ceiling_kernels(torch.device("cpu")) == "a 2048^3 matmul and a 256-channel 3x3 convolution at batch 8"
+    assert ceiling_kernels(torch.device("cuda")).startswith("a 8192^3 matmul")
 
 
 def test_compute_ceiling_is_a_rate():

@@ -17,8 +17,10 @@ from .timing import synchronize
 BUSY_SPREAD = 0.10
 # How often each ceiling sample times its kernels (the fastest call counts); samples are taken many times.
 SAMPLE_REPEATS = 3
-_MATMUL = 2048  # the ceiling's matrix product: _MATMUL^3 multiply-adds
-_CONV = (8, 256, 56)  # the ceiling's 3x3 convolution: batch, channels in and out, side of the map
+# The ceiling's work on each kind of device: a matrix product of side n (n^3 multiply-adds) and a 3x3 convolution
+# (batch, channels in and out, side of the map). A GPU does the CPU's in tens of microseconds, where a timer's and a
+# launch's overhead count: there, the larger shapes (8192^3 is what H100/H200 figures are quoted at).
+_SHAPES = {"cpu": (2048, (8, 256, 56)), "cuda": (8192, (64, 256, 56))}
 
 
 class CeilingSamples:
@@ -54,9 +56,16 @@ class CeilingSamples:
         return max(self.spread.values()) > BUSY_SPREAD
 
 
+def ceiling_kernels(device: torch.device) -> str:
+    """The ceiling's work on `device`, in words (for the report)."""
+    side, (batch, channels, _) = _SHAPES[device.type]
+    return f"a {side}^3 matmul and a {channels}-channel 3x3 convolution at batch {batch}"
+
+
 def compute_ceiling(dtype: torch.dtype, device: torch.device, repeats: int = 10) -> float:
-    """GFLOP/s this machine reaches in `dtype` on the dense work that VGG is made of: the larger of a 2048^3
-    matrix product and a 256-channel 3x3 convolution on a 56x56 map (batch 8, channels_last).
+    """GFLOP/s this machine reaches in `dtype` on the dense work that VGG is made of: the larger of a matrix
+    product and a 256-channel 3x3 convolution on a 56x56 map, channels_last (`ceiling_kernels` says their sizes:
+    2048^3 and batch 8 on a CPU, larger on a GPU).
 
     For int8 (GOP/s), the same two shapes run through the kernels that the int8 path's compiled graph calls (as
     torch.profiler shows): oneDNN's quantized linear and convolution, uint8 activations times int8 weights
@@ -69,20 +78,20 @@ def compute_ceiling(dtype: torch.dtype, device: torch.device, repeats: int = 10)
 
 
 def _float_kernels(dtype: torch.dtype, device: torch.device) -> list[tuple[Callable, int]]:
-    batch, channels, side = _CONV
-    a = torch.randn(_MATMUL, _MATMUL, device=device).to(dtype)
-    b = torch.randn(_MATMUL, _MATMUL, device=device).to(dtype)
+    n, (batch, channels, side) = _SHAPES[device.type]
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
     conv = torch.nn.Conv2d(channels, channels, 3, padding=1).eval().to(device=device, dtype=dtype)
     conv = conv.to(memory_format=torch.channels_last)
     x = torch.randn(batch, channels, side, side, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
-    return [(lambda: a @ b, 2 * _MATMUL**3), (lambda: conv(x), 2 * channels * channels * 9 * side * side * batch)]
+    return [(lambda: a @ b, 2 * n**3), (lambda: conv(x), 2 * channels * channels * 9 * side * side * batch)]
 
 
 def _int8_kernels() -> list[tuple[Callable, int]]:
     """oneDNN's int8 linear and 3x3 convolution (CPU), called as inductor's int8 graph calls them."""
     onednn = torch.ops.onednn
     x_scale, x_zero_point, out_scale = 0.02, 128, 0.05  # any valid quantization; the speed does not depend on it
-    batch, channels, side = _CONV
+    n, (batch, channels, side) = _SHAPES["cpu"]
     x = torch.randint(0, 256, (batch, channels, side, side), dtype=torch.uint8)
     x = x.contiguous(memory_format=torch.channels_last)
     w = torch.randint(-127, 128, (channels, channels, 3, 3), dtype=torch.int8)
@@ -96,9 +105,9 @@ def _int8_kernels() -> list[tuple[Callable, int]]:
             "relu", [], "",
         )  # fmt: skip
 
-    a = torch.randint(0, 256, (_MATMUL, _MATMUL), dtype=torch.uint8)
-    b = torch.randint(-127, 128, (_MATMUL, _MATMUL), dtype=torch.int8)
-    b_scales, b_zero_points = torch.full((_MATMUL,), 0.01), torch.zeros(_MATMUL, dtype=torch.int64)
+    a = torch.randint(0, 256, (n, n), dtype=torch.uint8)
+    b = torch.randint(-127, 128, (n, n), dtype=torch.int8)
+    b_scales, b_zero_points = torch.full((n,), 0.01), torch.zeros(n, dtype=torch.int64)
     packed_b = onednn.qlinear_prepack(b, list(a.shape))
 
     def matmul():
@@ -107,7 +116,7 @@ def _int8_kernels() -> list[tuple[Callable, int]]:
             "",
         )  # fmt: skip
 
-    return [(matmul, 2 * _MATMUL**3), (conv, 2 * channels * channels * 9 * side * side * batch)]
+    return [(matmul, 2 * n**3), (conv, 2 * channels * channels * 9 * side * side * batch)]
 
 
 def _rate(work, flops: int, device: torch.device, repeats: int) -> float:

@@ -11,6 +11,7 @@ import copy
 import logging
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ logger = logging.getLogger("vggnet")
 BASELINE = "torchvision eager fp32"
 INT8_PATH = "vggnet int8 (PT2E) + torch.compile"
 OPENVINO_PATH = "openvino (default)"
+ORT_CUDA_PATH = "onnxruntime fp32 (CUDA provider)"
 # The baseline for a layout torchvision has no model of (the compact head, other widths or input channels).
 PLAIN_BASELINE = "eager fp32 (plain module)"
 
@@ -120,7 +122,7 @@ def build_paths(
         quantized = LoadedModel(module, [], preprocess, device, "int8", name)
         paths[INT8_PATH] = BenchmarkPath(InferenceRunner(quantized), "int8", keep)
     if peers:
-        paths.update(_peer_paths(network, img_size))
+        paths.update(_peer_paths(network, img_size, device))
     return baseline, paths
 
 
@@ -138,26 +140,41 @@ def _baseline(network: VGG, name: str) -> tuple[str, torch.nn.Module]:
     return PLAIN_BASELINE, copy.deepcopy(network).eval().to(memory_format=torch.contiguous_format)
 
 
-def _peer_paths(network, img_size) -> dict:
-    """ONNX Runtime and OpenVINO on the same weights, where installed."""
-    paths = {}
+def _peer_paths(network, img_size, device: torch.device) -> dict:
+    """The peer runtimes on the same weights, where installed: ONNX Runtime and OpenVINO on the CPU, ONNX Runtime's
+    CUDA provider on a GPU. Each takes and returns arrays on the CPU, as the other paths' batches and logits are."""
     onnxruntime = _optional_peer("onnxruntime", "the ONNX Runtime peer")
-    folder = Path(tempfile.mkdtemp(prefix="vggnet-benchmark-"))
-    if onnxruntime is not None:
-        from ..infer.export import export
-
-        onnx_path = export(network, "onnx", out=folder / "model.onnx", img_size=img_size, dynamic_batch=True).path
-        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        paths["onnxruntime fp32"] = BenchmarkPath(
-            lambda images: torch.from_numpy(session.run(None, {"images": images.numpy()})[0]), "fp32"
+    if onnxruntime is None:
+        return {}
+    if device.type == "cuda" and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        logger.warning(
+            "--peers: skipping ONNX Runtime: its CUDA provider is not in this installation (providers: %s); "
+            "pip install onnxruntime-gpu for the package built for your CUDA",
+            ", ".join(onnxruntime.get_available_providers()),
         )
-        openvino = _optional_peer("openvino", "the OpenVINO peer")
-        if openvino is not None:
-            compiled = openvino.Core().compile_model(str(onnx_path), "CPU")
-            paths[OPENVINO_PATH] = BenchmarkPath(
-                lambda images: torch.from_numpy(compiled(images.numpy())[0].copy()).float(), "bf16"
-            )
+        return {}
+    from ..infer.export import export
+
+    folder = Path(tempfile.mkdtemp(prefix="vggnet-benchmark-"))
+    onnx_path = export(network, "onnx", out=folder / "model.onnx", img_size=img_size, dynamic_batch=True).path
+    if device.type == "cuda":
+        provider = ("CUDAExecutionProvider", {"device_id": device.index or 0})
+        session = onnxruntime.InferenceSession(str(onnx_path), providers=[provider])
+        return {ORT_CUDA_PATH: BenchmarkPath(_onnxruntime_run(session), "fp32")}
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    paths = {"onnxruntime fp32": BenchmarkPath(_onnxruntime_run(session), "fp32")}
+    openvino = _optional_peer("openvino", "the OpenVINO peer")
+    if openvino is not None:
+        compiled = openvino.Core().compile_model(str(onnx_path), "CPU")
+        paths[OPENVINO_PATH] = BenchmarkPath(
+            lambda images: torch.from_numpy(compiled(images.numpy())[0].copy()).float(), "bf16"
+        )
     return paths
+
+
+def _onnxruntime_run(session) -> Callable:
+    """A batch on the CPU to its logits on the CPU through an ONNX Runtime session."""
+    return lambda images: torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
 
 
 def _optional_peer(module_name: str, purpose: str):

@@ -18,7 +18,7 @@ from ..models.factory import create_model
 from ..models.registry import resolve_name
 from ..models.vgg import VGG
 from ..runtime import autocast_dtype, resolve_device, resolve_precision
-from .ceiling import CeilingSamples
+from .ceiling import CeilingSamples, ceiling_kernels
 from .inference import build_paths, real_images, time_paths
 from .report import RANDOM_WEIGHTS, inference_row, peer_targets, report_warnings
 from .training import training_fractions, training_throughput
@@ -47,7 +47,8 @@ def benchmark(
         precision: The fast path's precision (`auto` picks what the hardware runs natively).
         img_size: Input side; None: the weights' own (a checkpoint's crop, 224 for ImageNet or random weights).
         rounds: Timed rounds per path and batch size.
-        peers: Also ONNX Runtime and OpenVINO, where installed (CPU).
+        peers: Also the peer runtimes, where installed: ONNX Runtime and OpenVINO on the CPU, ONNX Runtime's CUDA
+            provider on a GPU.
         compile: Also the torch.compile path.
         data: A folder of real images for the agreement check (default: the built-in digits).
         training: Also training throughput and the data pipeline's rate.
@@ -57,16 +58,14 @@ def benchmark(
 
     Returns:
         The report: `weights` names the weights used (`"random (speed only)"`: no top-1 agreement, it is None);
-        `targets` issue 15's targets against OpenVINO (`peer_targets`; empty without it), `ceilings_gflops` the
+        `targets` issue 15's targets against the peer (`peer_targets`; empty without one), `ceilings_gflops` the
         best sample of each ceiling, `ceiling_spread` their spread, `machine_busy` whether a spread exceeded
         10%, and `warnings` what the text report warns of. Fractions of the ceiling are the
         measured ones, over 1 included; `render_benchmark` shows them only where they mean something.
     """
     torch_device = resolve_device(device)
-    if torch_device.type != "cpu" and (peers or int8):
-        raise ValueError(
-            f"--peers and --int8 measure CPU runtimes, not {torch_device.type}; leave them out, or use --device cpu"
-        )
+    if torch_device.type != "cpu" and int8:
+        raise ValueError(f"--int8 measures a CPU runtime, not {torch_device.type}; leave it out, or use --device cpu")
     network, weights, preprocess = _weights(model, pretrained)
     name = resolve_name(network.model_name)
     img_size = img_size or preprocess.img_size
@@ -105,6 +104,7 @@ def benchmark(
         "torch": torch.__version__,
         "gmacs_per_image": macs / 1e9,
         "baseline": baseline,
+        "ceiling_kernels": ceiling_kernels(torch_device),
         "ceilings_gflops": ceiling.best,
         "ceiling_spread": ceiling.spread,
         "ceiling_samples": len(ceiling.samples["fp32"]),

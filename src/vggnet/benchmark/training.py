@@ -19,19 +19,25 @@ from ..training.step import train_step
 from .ceiling import CeilingSamples
 from .timing import BenchmarkPath, timed_call
 
+# The training rows' batch sizes on each kind of device: (the full model at the input size, the compact one at
+# 32x32). A GPU at a CPU's batch of 8 would measure launch overheads, not training.
+TRAINING_BATCHES = {"cpu": (8, 128), "cuda": (128, 512)}
+
 
 def training_throughput(
     name, device, fast_precision, img_size, ceiling: CeilingSamples, keep: bool, rounds: int = 4
 ) -> list:
     """Forward + backward + optimizer steps per second, in interleaved rounds: eager fp32 (as most users train)
     against vggnet's default path (channels_last, autocast at the fast precision, a fused optimizer, freed memory
-    kept), for the full model at `img_size` (batch 8) and a compact one at 32x32 (batch 128). A training step
+    kept; on a GPU, cuDNN's autotuning), for the full model at `img_size` and a compact one at 32x32, at the
+    device's `TRAINING_BATCHES` (8 and 128 on a CPU). A training step
     counts as three forward passes of work (the backward pass computes gradients of inputs and of weights). Each
     timed round is followed by a sample of the ceiling; the fractions of it are worked out once the last sample is
     in (`training_fractions`). Each row also gives the rate of the data pipeline alone at its input size, to
     compare with the training rates."""
     rows = []
-    for head, size, batch in (("classic", img_size, 8), ("compact", 32, 128)):
+    full_batch, compact_batch = TRAINING_BATCHES[device.type]
+    for head, size, batch in (("classic", img_size, full_batch), ("compact", 32, compact_batch)):
         images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
         paths = {
             "fp32": BenchmarkPath(make_training_step(name, head, device, images, labels), "fp32"),
@@ -75,7 +81,8 @@ def training_fractions(rows: list[dict], precisions: tuple[str, str], ceilings: 
 def make_training_step(name, head, device, images, labels, precision=None) -> Callable[[], None]:
     """One SGD step (`train_step`) of a fresh model: without `precision`, the baseline: its layers as plain PyTorch
     modules in eager fp32, NCHW (as most users train: none of `training_conv`'s CPU kernels); with it, vggnet's
-    default path at that precision, as its trainer runs it (channels_last, fused SGD), fp32 included."""
+    default path at that precision, as its trainer runs it (channels_last, fused SGD, cuDNN's autotuning on a GPU),
+    fp32 included."""
     torch.manual_seed(0)
     vggnet = precision is not None
     memory_format = torch.channels_last if vggnet else torch.contiguous_format
@@ -85,7 +92,22 @@ def make_training_step(name, head, device, images, labels, precision=None) -> Ca
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=vggnet or None)
     images = images.to(device=device, memory_format=memory_format)
     labels = labels.to(device)
-    return functools.partial(train_step, model, images, labels, optimizer, precision=precision or "fp32")
+    step = functools.partial(train_step, model, images, labels, optimizer, precision=precision or "fp32")
+    return _cudnn_autotuned(step) if vggnet and device.type == "cuda" else step
+
+
+def _cudnn_autotuned(step: Callable[[], None]) -> Callable[[], None]:
+    """`step` with cuDNN timing its algorithms for each new shape and keeping the fastest, as vggnet's trainer runs
+    on a GPU (`seed_everything`), and PyTorch's default (its heuristics) restored after, for the baseline."""
+
+    def autotuned() -> None:
+        saved, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, True
+        try:
+            step()
+        finally:
+            torch.backends.cudnn.benchmark = saved
+
+    return autotuned
 
 
 def _data_pipeline_rate(img_size: int) -> float:

@@ -7,10 +7,10 @@ training rate that `vggnet benchmark` measures (on a GPU, whether the CPU's deco
 Photo-like JPEGs of ImageNet's typical size (500x375, quality 90; `workload.make_images`) go through what vggnet's
 trainer runs on each image (`ImageListDataset`: decoding, RandomResizedCrop to 224 and a flip, normalisation) and
 its collation, in a DataLoader with each number of worker processes asked for (default: vggnet's default, and one
-per spare core). On a machine with a CUDA device, also the same decoding and crop on the GPU: whole batches of file
-bytes decoded by `torchvision.io.decode_jpeg(device="cuda")` (nvJPEG), then cropped, resized and flipped there;
-which is what a run would switch to if the CPU could not keep up. Each figure is the best of `--rounds` passes
-over the images (the first pass of a loader starts its workers; that counts, as it does once per epoch).
+per spare core). On a machine with a CUDA device, also `vggnet train --decode device` on it: the loader processes
+only read the files, and the GPU decodes each batch (nvJPEG), crops, resizes, flips and normalises it. Each figure
+is the best of `--rounds` passes over the images (the first pass of a loader starts its workers; that counts, as it
+does once per epoch).
 """
 
 import argparse
@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from workload import cpu_name, make_images
 
 from vggnet.data import ImageListDataset, Preprocess, collate_skipping_failures
+from vggnet.data.device_decode import DeviceAugment, EncodedImageDataset, collate_encoded
 from vggnet.runtime import default_workers
 
 IMG_SIZE = 224
@@ -45,23 +46,24 @@ def cpu_rate(paths: list[Path], workers: int, rounds: int) -> float:
     return best
 
 
-def gpu_rate(paths: list[Path], rounds: int) -> float:
-    """Images/s of nvJPEG decoding in batches, then a random crop resized to 224 and a flip, on the GPU."""
-    from torchvision.io import decode_jpeg, read_file
-    from torchvision.transforms import v2
-
-    crop = v2.Compose([v2.RandomResizedCrop(IMG_SIZE, antialias=True), v2.RandomHorizontalFlip()])
-    encoded = [read_file(str(path)) for path in paths]
+def device_rate(paths: list[Path], workers: int, rounds: int) -> float:
+    """Images/s of `--decode device` on the GPU: the loader processes read the files (`EncodedImageDataset`), the GPU
+    decodes each batch's JPEGs (nvJPEG) and augments them (`DeviceAugment`)."""
+    preprocess = Preprocess.imagenet(IMG_SIZE)
+    augment = DeviceAugment(preprocess, "basic", torch.device("cuda"))
+    dataset = EncodedImageDataset([(path, 0) for path in paths], preprocess.decode_size)
+    loader = DataLoader(dataset, batch_size=BATCH, num_workers=workers, collate_fn=collate_encoded)
     best = 0.0
     for _ in range(rounds):
         torch.cuda.synchronize()
         started = time.perf_counter()
-        for start in range(0, len(encoded), BATCH):
-            decoded = decode_jpeg(encoded[start : start + BATCH], device="cuda")
-            batch = torch.stack([crop(image) for image in decoded])
+        count = 0
+        for step, (images, labels, _) in enumerate(loader):
+            batch, labels = augment(images, labels, seed=step)
+            count += len(labels)
         torch.cuda.synchronize()
-        best = max(best, len(encoded) / (time.perf_counter() - started))
-    assert batch.shape[1:] == (3, IMG_SIZE, IMG_SIZE)
+        best = max(best, count / (time.perf_counter() - started))
+    assert count == len(paths) and batch.shape[1:] == (3, IMG_SIZE, IMG_SIZE)
     return best
 
 
@@ -79,7 +81,11 @@ def main() -> None:
         for count in workers:
             print(f"CPU, {count:2d} loader workers: {cpu_rate(paths, count, args.rounds):8.0f} images/s", flush=True)
         if torch.cuda.is_available():
-            print(f"GPU (nvJPEG, {torch.cuda.get_device_name()}): {gpu_rate(paths, args.rounds):8.0f} images/s")
+            for count in workers:
+                rate = device_rate(paths, count, args.rounds)
+                print(
+                    f"--decode device ({torch.cuda.get_device_name()}), {count:2d} loader workers: {rate:8.0f} images/s"
+                )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ wall-clock measurements, so whether they meet their targets is not asserted here
 may miss); that the verdict follows from the figures is."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,24 @@ def test_the_scan_benchmark_reports_cold_and_warm_rates():
     for step, seconds in report["seconds"].items():
         assert report["images_per_s"][step] == pytest.approx(300 / seconds)
     assert report["index_mb"] > 0
+
+
+def test_the_data_pipeline_benchmark_reports_each_worker_count():
+    command = [
+        sys.executable,
+        str(BENCHMARKS / "data_pipeline.py"),
+        "--images",
+        "48",
+        "--workers",
+        "0,1",
+        "--rounds",
+        "1",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rates = re.findall(r"^CPU, +(\d+) loader workers: +(\d+) images/s$", done.stdout, re.MULTILINE)
+    assert [workers for workers, _ in rates] == ["0", "1"] and all(int(rate) > 0 for _, rate in rates)
+    assert "48 JPEGs of 500x375 to 224 px" in done.stdout
 
 
 @pytest.mark.slow

@@ -129,3 +129,66 @@ def test_features_summary_and_reset_on_cuda(tmp_path):
     fresh = vggnet.create_model("vgg16", num_classes=3, head="compact").cuda()
     report = vggnet.load_weights(fresh, path)
     assert report.skipped == [] and fresh.features[0].weight.device.type == "cuda"
+
+
+def test_decoding_on_the_gpu_matches_the_cpu_and_trains(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from vggnet.data import Preprocess
+    from vggnet.data.device_decode import DeviceAugment, collate_encoded, read_for_device
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for index, size in enumerate([(48, 32), (32, 48), (40, 40)]):
+        y, x = np.mgrid[0 : size[1], 0 : size[0]] / 48
+        pixels = np.stack([rng.uniform(40, 200) + 50 * x, rng.uniform(40, 200) + 50 * y, 120 + 40 * x * y], -1)
+        paths.append(tmp_path / f"{index}.jpg")
+        Image.fromarray(pixels.astype(np.uint8)).save(paths[-1], quality=95)
+    images, labels, _ = collate_encoded([(read_for_device(path), i) for i, path in enumerate(paths)])
+    preprocess = Preprocess(img_size=32, resize=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    on_gpu, gpu_labels = DeviceAugment(preprocess, "none", torch.device("cuda"))(images, labels, seed=0)
+    on_cpu, _ = DeviceAugment(preprocess, "none", torch.device("cpu"))(images, labels, seed=0)
+    assert on_gpu.device.type == "cuda" and gpu_labels.tolist() == [0, 1, 2]
+    # nvJPEG and libjpeg-turbo round their inverse DCTs and colour conversion differently: a few levels of 255.
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=6 / 255, rtol=0)
+
+    data = tmp_path / "data"
+    for split, count in (("train", 8), ("val", 4)):
+        for index, colour in enumerate([(220, 40, 40), (40, 200, 40), (40, 60, 220)]):
+            (data / split / str(index)).mkdir(parents=True)
+            for i in range(count):
+                noise = rng.integers(-30, 30, size=(24, 30, 3))
+                Image.fromarray(np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)).save(
+                    data / split / str(index) / f"{i}.jpg"
+                )
+    result = vggnet.train(data=str(data), out=str(tmp_path / "runs"), precision="bf16", epochs=4, decode="device",
+                          **{**TINY, "augment": "basic"})  # fmt: skip
+    assert result.best["val_top1"] >= 0.9
+
+
+def test_gpu_decoding_leaves_memory_still_in_use_alone(tmp_path):
+    # nvJPEG's hardware decoder writes its outputs before the work queued on its stream has run (pytorch/vision
+    # #9606): decoding on the training's stream can overwrite memory that queued kernels still read.
+    import numpy as np
+    from PIL import Image
+
+    from vggnet.data import Preprocess
+    from vggnet.data.device_decode import DeviceAugment, collate_encoded, read_for_device
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for index in range(8):
+        paths.append(tmp_path / f"{index}.jpg")
+        Image.fromarray(rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)).save(paths[-1], quality=95)
+    images, labels, _ = collate_encoded([(read_for_device(path), i) for i, path in enumerate(paths)])
+    augment = DeviceAugment(Preprocess(img_size=64, resize=64), "none", torch.device("cuda"))
+    expected = augment(images, labels, seed=0)[0].cpu()
+    for _ in range(20):
+        in_use = [torch.full((3, 64, 64), value, dtype=torch.uint8, device="cuda") for value in range(8)]
+        torch.cuda._sleep(20_000_000)  # queued work ahead of the sums
+        sums = [tensor.sum() for tensor in in_use]
+        del in_use  # freed while the sums that read them are still queued
+        batch, _ = augment(images, labels, seed=0)
+        assert [int(total) for total in sums] == [value * 3 * 64 * 64 for value in range(8)]
+        assert torch.equal(batch.cpu(), expected)

@@ -6,6 +6,7 @@ Each tuple is defined once, here; the module that acts on it (named beside it) i
 DEVICES = ("auto", "cpu", "cuda")  # runtime.resolve_device
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # runtime.resolve_precision
 AUGMENTS = ("none", "basic", "trivial")  # Preprocess.transform(train=True, augment=...)
+DECODE_PLACES = ("workers", "device")  # training.setup.TrainingData (data.device_decode for "device")
 REPORT_FORMATS = ("table", "json", "markdown")  # analysis.ModelSummary.render, `vggnet models`
 EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")  # infer.export.export
 ENGINES = ("local", "ray")  # engines.verbs.run

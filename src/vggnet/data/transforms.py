@@ -96,22 +96,33 @@ def build_transform(preprocess: "Preprocess", train: bool = False, augment: str 
         raise ValueError(f"unknown augment {augment!r}; choose one of: {', '.join(AUGMENTS)}")
     if not train or augment == "none":
         return EvalTransform(preprocess)
+    from torchvision.transforms import v2
+
+    # Geometry on the PIL image, as torchvision's ImageClassification preset does.
+    return v2.Compose(
+        [
+            *train_geometry(preprocess, augment),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(preprocess.mean), std=list(preprocess.std)),
+        ]
+    )
+
+
+def train_geometry(preprocess: "Preprocess", augment: str) -> list:
+    """The training augmentation's geometry as torchvision v2 transforms, which take a PIL image or (on any
+    device) a uint8 tensor: a random resized crop and a flip (with TrivialAugmentWide for `"trivial"`); for `"none"`,
+    the evaluation's resize of the short side and centre crop."""
     from torchvision.transforms import InterpolationMode, v2
 
     size = preprocess.img_size
     interpolation = InterpolationMode(preprocess.interpolation)
+    if augment == "none":
+        return [v2.Resize(preprocess.resize, interpolation=interpolation, antialias=True), v2.CenterCrop(size)]
     geometry = [
         v2.RandomResizedCrop(size, scale=(0.35, 1.0), interpolation=interpolation, antialias=True),
         v2.RandomHorizontalFlip(),
     ]
     if augment == "trivial":
         geometry.append(v2.TrivialAugmentWide(interpolation=interpolation))
-    # Geometry on the PIL image, as torchvision's ImageClassification preset does.
-    return v2.Compose(
-        [
-            *geometry,
-            v2.ToImage(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(preprocess.mean), std=list(preprocess.std)),
-        ]
-    )
+    return geometry

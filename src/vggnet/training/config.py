@@ -13,7 +13,7 @@ from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 # Light imports only: `vggnet train --help` reads the defaults here without importing torch.
-from ..choices import AUGMENTS, DEVICES, PRECISIONS
+from ..choices import AUGMENTS, DECODE_PLACES, DEVICES, PRECISIONS
 from ..models.cfgs import HEADS, MIN_INPUT_SIZE
 from ..models.registry import list_models
 
@@ -105,6 +105,12 @@ class TrainConfig:
     augment: str = _setting("basic", "training augmentation", choices=AUGMENTS)
     precision: str = _setting("auto", "auto: bf16 if the hardware has it, or fp32", choices=PRECISIONS)
     workers: int | None = _setting(None, "data-loading processes", unset="one per spare core")
+    decode: str = _setting(
+        "workers",
+        "where training images are decoded and augmented: the loader processes, or the training device (nvJPEG "
+        "on a GPU, for when the CPU's cores cannot keep up with it)",
+        choices=DECODE_PLACES,
+    )
     seed: int = _setting(0, "random seed")
     deterministic: bool = _setting(False, "use deterministic algorithms (slower)")
     patience: int = _setting(0, "stop after N epochs with no better val top-1, 0: never")

@@ -239,10 +239,10 @@ class _Run:
                     self._read_steps(unread)
                     sums["seconds"] = time.perf_counter() - started
                     return False
+                if len(labels):
+                    images, labels = self.data.to_device(images, labels, self.epoch, sums["step"])
                 if not len(labels):
                     continue
-                images = images.to(self.device, non_blocking=True, memory_format=torch.channels_last)
-                labels = labels.to(self.device, non_blocking=True)
                 try:
                     loss, logits = train_step(
                         self.train_model, images, labels, self.optimizer, loss_fn=self.criterion,

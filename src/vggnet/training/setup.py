@@ -27,6 +27,7 @@ from ..data import (
     digits_folder,
     splits_of,
 )
+from ..data.device_decode import DeviceAugment, EncodedImageDataset, collate_encoded
 from ..extras import require
 from ..models.factory import create_model
 from ..models.loading import weights_keyword
@@ -112,7 +113,9 @@ def scan_index(root: Path) -> Path:
 class TrainingData:
     """A run's data: its classes, the datasets of its splits, and the batches this process takes of them. The train
     set is shuffled per epoch and dealt out to the processes (DistributedSampler); validation takes eval's batches
-    (`validation_batches`)."""
+    (`validation_batches`). Training images are decoded and augmented by the loader processes, or with `--decode
+    device` only read by them and decoded and augmented on the training device (`data.device_decode`); validation
+    always decodes in the loader processes, as `vggnet eval` does."""
 
     def __init__(
         self,
@@ -123,8 +126,13 @@ class TrainingData:
         device: torch.device,
     ) -> None:
         self.classes = splits.classes
-        train_transform = preprocess.transform(train=True, augment=config.augment)
-        self.train_set = ImageListDataset(splits.train, train_transform, preprocess.decode_size)
+        if config.decode == "device":
+            self.train_set = EncodedImageDataset(splits.train, preprocess.decode_size)
+            self._collate, self._on_device = collate_encoded, DeviceAugment(preprocess, config.augment, device)
+        else:
+            train_transform = preprocess.transform(train=True, augment=config.augment)
+            self.train_set = ImageListDataset(splits.train, train_transform, preprocess.decode_size)
+            self._collate, self._on_device = collate_skipping_failures, None
         self.val_set = ImageListDataset(splits.val, preprocess.transform(), preprocess.decode_size)
         self.sampler = DistributedSampler(
             self.train_set, distributed.world_size, distributed.rank, shuffle=True, seed=config.seed
@@ -140,11 +148,10 @@ class TrainingData:
         config = self._config
         self.sampler.set_epoch(epoch)
         order = list(self.sampler)[start_step * config.batch_size :]
-        # Seeds the loader workers' augmentation per (seed, epoch, process).
-        seed = (config.seed * 1_000 + epoch) * 1_000 + self._rank
         return self._loader(
             self.train_set,
-            generator=torch.Generator().manual_seed(seed),
+            self._collate,
+            generator=torch.Generator().manual_seed(self._seed(epoch)),
             batch_size=config.batch_size,
             sampler=order,
             drop_last=self.drop_last,
@@ -152,16 +159,31 @@ class TrainingData:
 
     def val_loader(self) -> DataLoader:
         """This process's validation batches."""
-        return self._loader(self.val_set, batch_sampler=self.val_batches)
+        return self._loader(self.val_set, collate_skipping_failures, batch_sampler=self.val_batches)
 
-    def _loader(self, dataset, generator=None, **batching) -> DataLoader:
+    def to_device(self, images, labels: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch from the loader on the device, channels_last: moved there, or with `--decode device`
+        decoded and augmented there (`DeviceAugment`; its draws seeded by the step). A batch may come out with
+        fewer images than it went in with: none, if none of them could be decoded."""
+        if self._on_device is not None:
+            return self._on_device(images, labels, self._seed(epoch) * 1_000_000 + step)
+        device = self._device
+        return images.to(device, non_blocking=True, memory_format=torch.channels_last), labels.to(
+            device, non_blocking=True
+        )
+
+    def _seed(self, epoch: int) -> int:
+        """The augmentation's seed for (the run's seed, `epoch`, this process)."""
+        return (self._config.seed * 1_000 + epoch) * 1_000 + self._rank
+
+    def _loader(self, dataset, collate, generator=None, **batching) -> DataLoader:
         """A loader of `dataset` batched as `batching` says (`batch_size` and `sampler`, or `batch_sampler`), whose
         workers leave stop signals to the training process; unreadable images are left out of their batch."""
         workers = self._config.workers
         return DataLoader(
             dataset,
             num_workers=workers,
-            collate_fn=collate_skipping_failures,
+            collate_fn=collate,
             generator=generator,
             pin_memory=self._device.type == "cuda",
             persistent_workers=False,

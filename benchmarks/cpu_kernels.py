@@ -2,10 +2,10 @@
 
 - inference: the fp32 inference form (BatchNorm folded, ReLU fused) with Winograd's F(2x2, 3x3) on its small maps
   (`models/winograd.py`) against the same form with every convolution left to oneDNN;
-- training: vggnet's default training step with its kernels (`models/cpu_training.py`, taken on AVX2 CPUs in fp32:
-  Winograd's weight gradient, or the matrix product's, and Winograd's forward and input gradient where they pay)
-  against the same step with oneDNN's kernels alone, and against the same step without Winograd (what Winograd
-  alone adds over the matrix-product weight gradient).
+- training: vggnet's default training step with its kernels (`models/cpu_training.py`, taken on AVX2 and AVX-512
+  CPUs in fp32: Winograd's weight gradient, or the matrix product's, and Winograd's forward and input gradient
+  where they pay) against the same step with oneDNN's kernels alone, and against the same step without Winograd
+  (what Winograd alone adds over the matrix-product weight gradient).
 
     python benchmarks/cpu_kernels.py                      # vgg16 at 224, batch 1 and 8; training at batch 8
     python benchmarks/cpu_kernels.py --format json

@@ -116,7 +116,7 @@ def collate_encoded(batch: list) -> tuple[EncodedBatch, torch.Tensor, int]:
 
 
 class DeviceAugment:
-    """Decodes a batch of `EncodedImage` on `device` and applies the training transform there: the same random
+    """Decodes an `EncodedBatch` on `device` and applies the training transform there: the same random
     resized crop, flip (and TrivialAugmentWide) as the loader processes apply with PIL, or for `augment="none"`
     the evaluation's resize and centre crop, then scaling to [0, 1] and normalisation.
 
@@ -136,9 +136,7 @@ class DeviceAugment:
         self.mean = torch.tensor(preprocess.mean, device=device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(preprocess.std, device=device).view(1, -1, 1, 1) * 255
 
-    def __call__(
-        self, images: list[EncodedImage], labels: torch.Tensor, seed: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: EncodedBatch, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(the batch as normalised float32 (N, 3, S, S) channels_last, its labels), both on the device; images
         that cannot be decoded are left out with their labels."""
         if self.stream is None:

@@ -127,6 +127,11 @@ class TrainingData:
     ) -> None:
         self.classes = splits.classes
         if config.decode == "device":
+            if device.type == "cpu" and distributed.is_main:
+                logger.warning(
+                    "--decode device on the CPU decodes in the training process, one image after another; "
+                    "--decode workers (the default) decodes in parallel there"
+                )
             self.train_set = EncodedImageDataset(splits.train, preprocess.decode_size)
             self._collate, self._on_device = collate_encoded, DeviceAugment(preprocess, config.augment, device)
         else:

@@ -1,15 +1,19 @@
 """vggnet on a CUDA device: training in bf16 and fp16 (GradScaler), resuming, the inference runner at every
-precision against the CPU's fp32, parity with torchvision, and device handling.
+precision against the CPU's fp32, parity with torchvision, device handling, and `--decode device` with nvJPEG.
 Skipped where no GPU is present (CI); run on a GPU machine with `pytest tests/test_cuda.py`."""
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 import torchvision
 from conftest import write_image_folder
+from PIL import Image
 
 import vggnet
+from vggnet.data import Preprocess
+from vggnet.data.device_decode import DeviceAugment, collate_encoded, read_for_device
 from vggnet.infer.runner import InferenceRunner
 from vggnet.infer.source import load_for_inference
 
@@ -132,12 +136,6 @@ def test_features_summary_and_reset_on_cuda(tmp_path):
 
 
 def test_decoding_on_the_gpu_matches_the_cpu_and_trains(tmp_path):
-    import numpy as np
-    from PIL import Image
-
-    from vggnet.data import Preprocess
-    from vggnet.data.device_decode import DeviceAugment, collate_encoded, read_for_device
-
     rng = np.random.default_rng(0)
     paths = []
     for index, size in enumerate([(48, 32), (32, 48), (40, 40)]):
@@ -170,12 +168,6 @@ def test_decoding_on_the_gpu_matches_the_cpu_and_trains(tmp_path):
 def test_gpu_decoding_leaves_memory_still_in_use_alone(tmp_path):
     # nvJPEG's hardware decoder writes its outputs before the work queued on its stream has run (pytorch/vision
     # #9606): decoding on the training's stream can overwrite memory that queued kernels still read.
-    import numpy as np
-    from PIL import Image
-
-    from vggnet.data import Preprocess
-    from vggnet.data.device_decode import DeviceAugment, collate_encoded, read_for_device
-
     rng = np.random.default_rng(0)
     paths = []
     for index in range(8):

@@ -37,7 +37,11 @@ def add_benchmark(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="the fast path's precision (auto)")
     parser.add_argument("--img-size", type=int, help="input side (default: the checkpoint's, else 224)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per path (5)")
-    parser.add_argument("--peers", action="store_true", help="also ONNX Runtime and OpenVINO, where installed")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also ONNX Runtime and OpenVINO, where installed (with --device cuda: ONNX Runtime's CUDA provider)",
+    )
     parser.add_argument("--compile", action="store_true", help="also the torch.compile path")
     parser.add_argument("--int8", action="store_true", help="also int8 (calibrated on the real images; torchao)")
     parser.add_argument("--data", metavar="DIR", help="real images for the agreement check (default: digits)")

@@ -12,6 +12,7 @@ import re
 
 import pytest
 import torch
+import torch._inductor.config as inductor_config
 
 import vggnet
 import vggnet.benchmark.ceiling
@@ -20,8 +21,9 @@ from vggnet.benchmark import benchmark, render_benchmark
 from vggnet.benchmark.ceiling import CeilingSamples, ceiling_kernels, compute_ceiling
 from vggnet.benchmark.inference import BASELINE, ORT_CUDA_PATH, PLAIN_BASELINE, _peer_paths
 from vggnet.benchmark.report import RANDOM_WEIGHTS, peer_targets
-from vggnet.benchmark.training import training_fractions, training_throughput
+from vggnet.benchmark.training import make_training_step, training_fractions, training_throughput
 from vggnet.cli import main
+from vggnet.models import cpu_training
 from vggnet.runtime import resolve_precision
 
 INT8_KERNELS = {"onednn::qconv_pointwise", "onednn::qlinear_pointwise"}
@@ -224,8 +226,10 @@ def test_training_throughput_report(fake_ceiling, monkeypatch):
 
 
 def test_each_training_path_is_a_fraction_of_its_own_precisions_ceiling():
-    rows = [{"gflops": {"fp32": 10.0, "default (bf16)": 40.0}}]
-    (row,) = training_fractions(rows, ("fp32", "bf16"), {"fp32": 100.0, "bf16": 200.0})
+    rows = [
+        {"gflops": {"fp32": 10.0, "default (bf16)": 40.0}, "precisions": {"fp32": "fp32", "default (bf16)": "bf16"}}
+    ]
+    (row,) = training_fractions(rows, {"fp32": 100.0, "bf16": 200.0})
     assert row["fraction_of_ceiling"] == {"fp32": pytest.approx(0.1), "default (bf16)": pytest.approx(0.2)}
 
 
@@ -296,3 +300,31 @@ def test_the_training_rows_time_plain_eager_fp32_against_vggnets_default_path_ev
     model, batch, _, optimizer = default.args
     assert isinstance(model, vggnet.VGG) and batch.is_contiguous(memory_format=torch.channels_last)
     assert optimizer.defaults["fused"] and default.keywords["precision"] == "fp32"
+
+
+@pytest.mark.slow
+def test_compiled_training_is_timed_beside_the_eager_paths_and_takes_the_same_step(fake_ceiling, monkeypatch):
+    fake_ceiling(1e6)
+    # oneDNN's convolutions on both sides (not vggnet's CPU training kernels, whose Winograd rounds differently).
+    monkeypatch.setattr(cpu_training, "_own_kernels_pay", lambda conv, x: False)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    eager, compiled = (make_training_step("vgg11", "compact", torch.device("cpu"), x, y, "fp32", compile=flag)
+                       for flag in (False, True))  # fmt: skip
+    # The same dropout masks on both sides: inductor draws them as eager does, from the same seed.
+    with inductor_config.patch(fallback_random=True):
+        for step in (eager, compiled):
+            torch.manual_seed(1)
+            step()
+    # The same fresh model (seeded), data and SGD step: torch.compile changes how it runs, not what it computes
+    # (the fused pointwise work and the loss round within a few fp32 ulps; the updates are about 1e-2).
+    for ours, reference in zip(compiled.args[0].parameters(), eager.args[0].parameters(), strict=True):
+        torch.testing.assert_close(ours, reference, atol=1e-6, rtol=1e-5)
+
+    monkeypatch.setattr(vggnet.benchmark.run, "training_throughput", functools.partial(training_throughput, rounds=1))
+    report = benchmark(model="vgg11", batch_sizes=(1,), img_size=32, rounds=1, device="cpu", compile=True)
+    fast = resolve_precision("auto", torch.device("cpu"))
+    for row in report["training"]:
+        assert list(row["images_per_s"]) == ["fp32", f"default ({fast})", f"default ({fast}) + torch.compile"]
+        assert row["precisions"][f"default ({fast}) + torch.compile"] == fast
+        assert set(row["fraction_of_ceiling"]) == set(row["images_per_s"])
+    assert f"default ({fast}) + torch.compile  of ceiling" in render_benchmark(report)

@@ -157,17 +157,17 @@ def render_benchmark(report: dict) -> str:
         lines.append(render_table(["target", "batch", "path", "ratio", "limit", "verdict"], rows))
     if "training" in report:
         train_rows = []
-        for row in report["training"]:
-            (fp32_label, fp32), (default_label, default) = row["images_per_s"].items()
-            fp32_fraction, default_fraction = row["fraction_of_ceiling"].values()
-            train_rows.append(
-                [row["model"], row["batch_size"], f"{fp32:.1f}", _fraction_cell(fp32_fraction, busy),
-                 f"{default:.1f}", _fraction_cell(default_fraction, busy), f"{row['ratio']:.2f}x",
-                 f"{row['data_pipeline_images_per_s']:.0f}"]
-            )  # fmt: skip
+        for row in report["training"]:  # each path's images/s and fraction of its ceiling, fp32 first
+            cells = [
+                cell
+                for label, rate in row["images_per_s"].items()
+                for cell in (f"{rate:.1f}", _fraction_cell(row["fraction_of_ceiling"][label], busy))
+            ]
+            train_rows.append([row["model"], row["batch_size"], *cells, f"{row['ratio']:.2f}x",
+                               f"{row['data_pipeline_images_per_s']:.0f}"])  # fmt: skip
         workers = f"{default_workers()} loader worker{'s' * (default_workers() != 1)}"
         lines += ["", "training (forward + backward + SGD step), images/s and fraction of the ceiling; the data "
                   f"pipeline alone (decode + augment, {workers}), images/s:"]  # fmt: skip
-        headers = ["model", "batch", fp32_label, "of ceiling", default_label, "of ceiling", "ratio", "data pipeline"]
-        lines.append(render_table(headers, train_rows))
+        paths = [header for label in report["training"][0]["images_per_s"] for header in (label, "of ceiling")]
+        lines.append(render_table(["model", "batch", *paths, "default/fp32", "data pipeline"], train_rows))
     return "\n".join(lines)

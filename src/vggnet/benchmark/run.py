@@ -49,7 +49,7 @@ def benchmark(
         rounds: Timed rounds per path and batch size.
         peers: Also the peer runtimes, where installed: ONNX Runtime and OpenVINO on the CPU, ONNX Runtime's CUDA
             provider on a GPU.
-        compile: Also the torch.compile path.
+        compile: Also the torch.compile paths (inference, and training with `training`).
         data: A folder of real images for the agreement check (default: the built-in digits).
         training: Also training throughput and the data pipeline's rate.
         device: `auto`, `cpu` or `cuda`.
@@ -86,7 +86,9 @@ def benchmark(
         # Training first: with ONNX Runtime's and OpenVINO's sessions alive, PyTorch's training steps ran up to
         # 1.5x slower on a 2-core CPU (the inference rounds were not affected).
         if training:
-            training_rows = training_throughput(name, torch_device, fast_precision, img_size, ceiling, kept_at_start)
+            training_rows = training_throughput(
+                name, torch_device, fast_precision, img_size, ceiling, kept_at_start, compile=compile
+            )
         baseline, paths = build_paths(network, name, preprocess, torch_device, fast_precision, img_size, peers,
                                       compile, int8, images, kept_at_start)  # fmt: skip
         results = []
@@ -116,7 +118,7 @@ def benchmark(
     }
     report["targets"] = peer_targets(report["inference"])
     if training:
-        report["training"] = training_fractions(training_rows, ("fp32", fast_precision), ceiling.best)
+        report["training"] = training_fractions(training_rows, ceiling.best)
     report["warnings"] = report_warnings(report)
     return report
 

@@ -25,12 +25,13 @@ TRAINING_BATCHES = {"cpu": (8, 128), "cuda": (128, 512)}
 
 
 def training_throughput(
-    name, device, fast_precision, img_size, ceiling: CeilingSamples, keep: bool, rounds: int = 4
+    name, device, fast_precision, img_size, ceiling: CeilingSamples, keep: bool, rounds: int = 4, compile=False
 ) -> list:
     """Forward + backward + optimizer steps per second, in interleaved rounds: eager fp32 (as most users train)
     against vggnet's default path (channels_last, autocast at the fast precision, a fused optimizer, freed memory
-    kept; on a GPU, cuDNN's autotuning), for the full model at `img_size` and a compact one at 32x32, at the
-    device's `TRAINING_BATCHES` (8 and 128 on a CPU). A training step
+    kept; on a GPU, cuDNN's autotuning) and, with `compile`, the same path with the model under torch.compile
+    (which fuses the pointwise work around the convolutions: bias, ReLU, pooling), for the full model at `img_size`
+    and a compact one at 32x32, at the device's `TRAINING_BATCHES` (8 and 128 on a CPU). A training step
     counts as three forward passes of work (the backward pass computes gradients of inputs and of weights). Each
     timed round is followed by a sample of the ceiling; the fractions of it are worked out once the last sample is
     in (`training_fractions`). Each row also gives the rate of the data pipeline alone at its input size, to
@@ -39,28 +40,35 @@ def training_throughput(
     full_batch, compact_batch = TRAINING_BATCHES[device.type]
     for head, size, batch in (("classic", img_size, full_batch), ("compact", 32, compact_batch)):
         images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+        default = f"default ({fast_precision})"
         paths = {
             "fp32": BenchmarkPath(make_training_step(name, head, device, images, labels), "fp32"),
-            f"default ({fast_precision})": BenchmarkPath(
+            default: BenchmarkPath(
                 make_training_step(name, head, device, images, labels, fast_precision), fast_precision, keep
             ),
         }
+        if compile:
+            paths[f"{default} + torch.compile"] = BenchmarkPath(
+                make_training_step(name, head, device, images, labels, fast_precision, compile=True),
+                fast_precision,
+                keep,
+            )
         durations = {label: [] for label in paths}
-        for round in range(rounds + 1):  # the first round warms up
+        for round in range(rounds + 1):  # the first round warms up (and compiles)
             seconds = {label: timed_call(path, device) for label, path in paths.items()}
             if round:
                 for label, duration in seconds.items():
                     durations[label].append(duration)
                 ceiling.sample()
         timings = {label: batch / statistics.median(times) for label, times in durations.items()}
-        fp32, default = timings.values()
         flops_per_image = 3 * 2 * summarize(name, size, num_classes=10, head=head).total_macs
         rows.append(
             {
                 "model": f"{name} ({head}, {size}x{size})",
                 "batch_size": batch,
                 "images_per_s": timings,
-                "ratio": default / fp32,
+                "precisions": {label: path.precision for label, path in paths.items()},
+                "ratio": timings[default] / timings["fp32"],
                 "gflops": {label: flops_per_image * rate / 1e9 for label, rate in timings.items()},
                 "data_pipeline_images_per_s": _data_pipeline_rate(size),
             }
@@ -68,21 +76,20 @@ def training_throughput(
     return rows
 
 
-def training_fractions(rows: list[dict], precisions: tuple[str, str], ceilings: dict) -> list[dict]:
-    """The training rows with each path's fraction of its precision's ceiling (fp32, then the default path)."""
+def training_fractions(rows: list[dict], ceilings: dict) -> list[dict]:
+    """The training rows with each path's fraction of its precision's ceiling."""
     for row in rows:
         row["fraction_of_ceiling"] = {
-            label: gflops / ceilings[precision]
-            for (label, gflops), precision in zip(row["gflops"].items(), precisions, strict=True)
+            label: gflops / ceilings[row["precisions"][label]] for label, gflops in row["gflops"].items()
         }
     return rows
 
 
-def make_training_step(name, head, device, images, labels, precision=None) -> Callable[[], None]:
+def make_training_step(name, head, device, images, labels, precision=None, compile=False) -> Callable[[], None]:
     """One SGD step (`train_step`) of a fresh model: without `precision`, the baseline: its layers as plain PyTorch
     modules in eager fp32, NCHW (as most users train: none of `training_conv`'s CPU kernels); with it, vggnet's
     default path at that precision, as its trainer runs it (channels_last, fused SGD, cuDNN's autotuning on a GPU),
-    fp32 included."""
+    fp32 included; with `compile` too, its model under torch.compile (compiled on the first step)."""
     torch.manual_seed(0)
     vggnet = precision is not None
     memory_format = torch.channels_last if vggnet else torch.contiguous_format
@@ -92,7 +99,8 @@ def make_training_step(name, head, device, images, labels, precision=None) -> Ca
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=vggnet or None)
     images = images.to(device=device, memory_format=memory_format)
     labels = labels.to(device)
-    step = functools.partial(train_step, model, images, labels, optimizer, precision=precision or "fp32")
+    runs = torch.compile(model) if compile else model
+    step = functools.partial(train_step, runs, images, labels, optimizer, precision=precision or "fp32")
     return _cudnn_autotuned(step) if vggnet and device.type == "cuda" else step
 
 

@@ -42,7 +42,7 @@ def add_benchmark(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also ONNX Runtime and OpenVINO, where installed (with --device cuda: ONNX Runtime's CUDA provider)",
     )
-    parser.add_argument("--compile", action="store_true", help="also the torch.compile path")
+    parser.add_argument("--compile", action="store_true", help="also the torch.compile paths (inference, training)")
     parser.add_argument("--int8", action="store_true", help="also int8 (calibrated on the real images; torchao)")
     parser.add_argument("--data", metavar="DIR", help="real images for the agreement check (default: digits)")
     parser.add_argument("--no-training", action="store_true", help="skip the training and data-pipeline part")

@@ -204,3 +204,12 @@ def test_a_batch_crosses_from_a_loader_process_in_one_tensor(tmp_path):
     first, second = batch.images()
     assert first.encoded and first.data.numpy().tobytes() == jpeg.read_bytes()
     assert torch.equal(second.data.permute(1, 2, 0), torch.from_numpy(np.array(load_rgb(png))))
+
+
+def test_a_large_seed_still_seeds_each_step(tmp_path):
+    # Each step's seed combines the run's seed, epoch, process and step; it must stay within torch's 64 bits.
+    data = _jpeg_folder(tmp_path / "data")
+    result = tiny_train(data, tmp_path / "runs", decode="device", seed=2**32 - 1, epochs=1)
+    assert result.metrics["epoch"] == 1
+    with pytest.raises(ValueError, match=r"--seed must be in \[0, 2\*\*32\), got 4294967296"):
+        tiny_train(data, tmp_path / "runs", seed=2**32)

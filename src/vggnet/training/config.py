@@ -136,6 +136,8 @@ class TrainConfig:
         _at_least("patience", self.patience, 0, "0 turns early stopping off")
         if self.workers is not None:
             _at_least("workers", self.workers, 0)
+        if not 0 <= self.seed < 2**32:  # NumPy's generator, which the run seeds too, takes 32 bits
+            raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}; any integer in it, e.g. 0")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr}; try {OPTIMIZER_DEFAULTS[self.opt]['lr']}")
         for name, value in (("val_split", self.val_split), ("dropout", self.dropout)):

@@ -171,11 +171,9 @@ class TrainingData:
         decoded and augmented there (`DeviceAugment`; its draws seeded by the step). A batch may come out with
         fewer images than it went in with: none, if none of them could be decoded."""
         if self._on_device is not None:
-            return self._on_device(images, labels, self._seed(epoch) * 1_000_000 + step)
-        device = self._device
-        return images.to(device, non_blocking=True, memory_format=torch.channels_last), labels.to(
-            device, non_blocking=True
-        )
+            return self._on_device(images, labels, (self._seed(epoch) * 1_000_003 + step) % 2**63)
+        images = images.to(self._device, non_blocking=True, memory_format=torch.channels_last)
+        return images, labels.to(self._device, non_blocking=True)
 
     def _seed(self, epoch: int) -> int:
         """The augmentation's seed for (the run's seed, `epoch`, this process)."""

@@ -5,10 +5,10 @@ trains faster than the CPU's cores can decode then waits for them. Here the load
 and look at its header (`EncodedImageDataset`): a JPEG that nvJPEG can decode (RGB or grayscale) travels as its
 bytes with its EXIF orientation, any other image (PNG, CMYK JPEG, 16-bit TIFF...) is decoded by `load_rgb` as
 usual and travels as 8-bit pixels; a batch of them travels as one tensor (`collate_encoded`). On the device
-(`DeviceAugment`), the JPEGs of a batch are decoded together
-(`torchvision.io.decode_jpeg`: nvJPEG on a GPU, libjpeg-turbo on a CPU), turned upright, cropped, resized, flipped
-and normalised there. A JPEG whose data the decoder refuses falls back to `load_rgb`'s decoding; one that PIL
-cannot read either is left out of its batch with a warning, as the loader processes leave it out.
+(`DeviceAugment`), the JPEGs of a batch are decoded together (`torchvision.io.decode_jpeg`: nvJPEG on a GPU,
+libjpeg-turbo on a CPU), turned upright, cropped, resized, flipped and normalised there. A JPEG whose data the
+decoder refuses falls back to `load_rgb`'s decoding; one that PIL cannot read either is left out of its batch with
+a warning, as the loader processes leave it out.
 
 The augmentation's random draws are seeded per batch (`seed`: the run's seed, epoch, process and step), so that a
 resumed run draws what the uninterrupted one drew, whatever the RNG's state before.

@@ -24,7 +24,8 @@ import torch
 from torch.utils.data import DataLoader
 from workload import cpu_name, make_images
 
-from vggnet.data import ImageListDataset, Preprocess, collate_skipping_failures
+from vggnet.benchmark.training import data_pipeline_rate
+from vggnet.data import Preprocess
 from vggnet.data.device_decode import DeviceAugment, EncodedImageDataset, collate_encoded
 from vggnet.runtime import default_workers
 
@@ -33,17 +34,8 @@ BATCH = 128
 
 
 def cpu_rate(paths: list[Path], workers: int, rounds: int) -> float:
-    """Images/s through vggnet's training dataset and collation with `workers` loader processes."""
-    preprocess = Preprocess.imagenet(IMG_SIZE)
-    dataset = ImageListDataset([(path, 0) for path in paths], preprocess.transform(train=True), preprocess.decode_size)
-    loader = DataLoader(dataset, batch_size=BATCH, num_workers=workers, collate_fn=collate_skipping_failures)
-    best = 0.0
-    for _ in range(rounds):
-        started = time.perf_counter()
-        count = sum(len(labels) for _, labels, _ in loader)
-        best = max(best, count / (time.perf_counter() - started))
-    assert count == len(paths), f"{len(paths) - count} images failed to load"
-    return best
+    """Images/s through vggnet's training dataset and collation with `workers` loader processes (the best round)."""
+    return max(data_pipeline_rate([(path, 0) for path in paths], IMG_SIZE, workers, BATCH) for _ in range(rounds))
 
 
 def device_rate(paths: list[Path], workers: int, rounds: int) -> float:

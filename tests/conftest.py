@@ -73,9 +73,11 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def write_image_folder(root: Path, classes=("ant", "bee", "cat"), per_class=8, size=20, split=True) -> Path:
+def write_image_folder(
+    root: Path, classes=("ant", "bee", "cat"), per_class=8, size=20, split=True, suffix=".png"
+) -> Path:
     """A tiny learnable image folder: each class is a distinct colour with noise. With `split`, train/ and val/
-    (val gets half as many per class); without, class folders directly under `root`."""
+    (val gets half as many per class); without, class folders directly under `root`. `suffix` picks the format."""
     import numpy as np
     from PIL import Image
 
@@ -89,7 +91,7 @@ def write_image_folder(root: Path, classes=("ant", "bee", "cat"), per_class=8, s
             for i in range(count):
                 noise = rng.integers(-40, 40, size=(size, size, 3))
                 pixels = np.clip(np.array(colours[index % len(colours)]) + noise, 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(directory / f"{name}_{i:03d}.png")
+                Image.fromarray(pixels).save(directory / f"{name}_{i:03d}{suffix}")
     return root
 
 

@@ -151,15 +151,7 @@ def test_decoding_on_the_gpu_matches_the_cpu_and_trains(tmp_path):
     # nvJPEG and libjpeg-turbo round their inverse DCTs and colour conversion differently: a few levels of 255.
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=6 / 255, rtol=0)
 
-    data = tmp_path / "data"
-    for split, count in (("train", 8), ("val", 4)):
-        for index, colour in enumerate([(220, 40, 40), (40, 200, 40), (40, 60, 220)]):
-            (data / split / str(index)).mkdir(parents=True)
-            for i in range(count):
-                noise = rng.integers(-30, 30, size=(24, 30, 3))
-                Image.fromarray(np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)).save(
-                    data / split / str(index) / f"{i}.jpg"
-                )
+    data = write_image_folder(tmp_path / "data", suffix=".jpg")
     result = vggnet.train(data=str(data), out=str(tmp_path / "runs"), precision="bf16", epochs=4, decode="device",
                           **{**TINY, "augment": "basic"})  # fmt: skip
     assert result.best["val_top1"] >= 0.9

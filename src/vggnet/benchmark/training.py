@@ -38,6 +38,7 @@ def training_throughput(
     compare with the training rates."""
     rows = []
     full_batch, compact_batch = TRAINING_BATCHES[device.type]
+    digits = discover_splits(digits_folder()).train
     for head, size, batch in (("classic", img_size, full_batch), ("compact", 32, compact_batch)):
         images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
         default = f"default ({fast_precision})"
@@ -70,7 +71,8 @@ def training_throughput(
                 "precisions": {label: path.precision for label, path in paths.items()},
                 "ratio": timings[default] / timings["fp32"],
                 "gflops": {label: flops_per_image * rate / 1e9 for label, rate in timings.items()},
-                "data_pipeline_images_per_s": _data_pipeline_rate(size),
+                # The digits, with the default loader workers.
+                "data_pipeline_images_per_s": data_pipeline_rate(digits[:512], size, default_workers()),
             }
         )
     return rows
@@ -118,13 +120,15 @@ def _cudnn_autotuned(step: Callable[[], None]) -> Callable[[], None]:
     return autotuned
 
 
-def _data_pipeline_rate(img_size: int) -> float:
-    """Images per second of decoding and training augmentation alone, to `img_size` (the digits, with the default
-    loader workers)."""
-    samples = discover_splits(digits_folder()).train[:512]
+def data_pipeline_rate(samples: list, img_size: int, workers: int, batch_size: int = 64) -> float:
+    """Images per second of decoding, the training augmentation to `img_size` and collation alone, for (path,
+    label) `samples` through a loader with `workers` processes (whose start counts, as once per epoch)."""
     preprocess = Preprocess.imagenet(img_size, crop_pct=1.0)
     dataset = ImageListDataset(samples, preprocess.transform(train=True), preprocess.decode_size)
-    loader = DataLoader(dataset, batch_size=64, num_workers=default_workers(), collate_fn=collate_skipping_failures)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping_failures)
     started = time.perf_counter()
     count = sum(len(labels) for _, labels, _ in loader)
-    return count / (time.perf_counter() - started)
+    rate = count / (time.perf_counter() - started)
+    if count != len(samples):
+        raise RuntimeError(f"{len(samples) - count} of the {len(samples)} images failed to load")
+    return rate

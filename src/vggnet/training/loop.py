@@ -239,8 +239,7 @@ class _Run:
                     self._read_steps(unread)
                     sums["seconds"] = time.perf_counter() - started
                     return False
-                if len(labels):
-                    images, labels = self.data.to_device(images, labels, self.epoch, sums["step"])
+                images, labels = self.data.to_device(images, labels, self.epoch, sums["step"])
                 if not len(labels):
                     continue
                 try:

@@ -170,6 +170,8 @@ class TrainingData:
         """A training batch from the loader on the device, channels_last: moved there, or with `--decode device`
         decoded and augmented there (`DeviceAugment`; its draws seeded by the step). A batch may come out with
         fewer images than it went in with: none, if none of them could be decoded."""
+        if not len(labels):  # every image of the batch unreadable
+            return images, labels
         if self._on_device is not None:
             return self._on_device(images, labels, (self._seed(epoch) * 1_000_003 + step) % 2**63)
         images = images.to(self._device, non_blocking=True, memory_format=torch.channels_last)

@@ -1,13 +1,14 @@
 """vggnet's own CPU kernels against oneDNN's alone, interleaved A/B in one process.
 
-- inference: the fp32 inference form (BatchNorm folded, ReLU fused) with Winograd's F(2x2, 3x3) on its small maps
+- inference: the inference form (BatchNorm folded, ReLU fused) with Winograd's F(2x2, 3x3) on its small maps
   (`models/winograd.py`) against the same form with every convolution left to oneDNN;
-- training: vggnet's default training step with its kernels (`models/cpu_training.py`, taken on AVX2 and AVX-512
-  CPUs in fp32: Winograd's weight gradient, or the matrix product's, and Winograd's forward and input gradient
-  where they pay) against the same step with oneDNN's kernels alone, and against the same step without Winograd
-  (what Winograd alone adds over the matrix-product weight gradient).
+- training: vggnet's training step with its kernels (`models/cpu_training.py`: in fp32 on AVX2 and AVX-512 CPUs
+  Winograd's weight gradient, or the matrix product's, and Winograd's forward and input gradient where they pay;
+  in bf16 Winograd's where it pays) against the same step with oneDNN's kernels alone, and in fp32 against the same
+  step without Winograd (what Winograd alone adds over the matrix-product weight gradient).
 
     python benchmarks/cpu_kernels.py                      # vgg16 at 224, batch 1 and 8; training at batch 8
+    python benchmarks/cpu_kernels.py --precision bf16     # default: fp32
     python benchmarks/cpu_kernels.py --format json
 
 Each round times one call of each side back to back, so that a busy neighbour slows both; the report gives the
@@ -30,6 +31,7 @@ import vggnet.models.inference_form as inference_form
 import vggnet.models.winograd as winograd
 from vggnet.allocator import keep_freed_memory
 from vggnet.benchmark.training import make_training_step
+from vggnet.runtime import autocast_dtype
 
 NEVER = 1 << 30  # a channel count no layer reaches: the kernel is never taken
 
@@ -66,18 +68,19 @@ def without(module, constants: tuple[str, ...], call):
     return switched_off
 
 
-def inference_sides(model, batch: int, size: int) -> dict:
-    form = inference_form.inference_form(model, torch.float32, torch.device("cpu"))
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+def inference_sides(model, batch: int, size: int, precision: str) -> dict:
+    dtype = autocast_dtype(precision) or torch.float32
+    form = inference_form.inference_form(model, dtype, torch.device("cpu"))
+    x = torch.randn(batch, 3, size, size, dtype=dtype).contiguous(memory_format=torch.channels_last)
     return {
         "oneDNN only": without(winograd, ("WINOGRAD_MIN_CHANNELS",), lambda: form(x)),
         "with Winograd": lambda: form(x),
     }
 
 
-def training_sides(name: str, head: str, batch: int, size: int, winograd_alone: bool) -> dict:
+def training_sides(name: str, head: str, batch: int, size: int, precision: str, winograd_alone: bool) -> dict:
     images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
-    step = make_training_step(name, head, torch.device("cpu"), images, labels, "fp32")
+    step = make_training_step(name, head, torch.device("cpu"), images, labels, precision)
     if winograd_alone:
         all_of_it = ("WINOGRAD_MIN_CHANNELS", "WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS")
         return {"without Winograd": without(winograd, all_of_it, step), "with Winograd": step}
@@ -91,6 +94,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", default="1,8", help="comma-separated inference batch sizes")
     parser.add_argument("--train-batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     args = parser.parse_args(argv)
     keep_freed_memory()  # as the vggnet commands run
@@ -99,22 +103,27 @@ def main(argv=None) -> dict:
     rows = []
     with torch.no_grad():
         for batch in (int(b) for b in args.batch_size.split(",")):
-            result = interleaved(inference_sides(model, batch, args.img_size), args.rounds, batch)
+            result = interleaved(inference_sides(model, batch, args.img_size, args.precision), args.rounds, batch)
             rows.append({"case": f"inference {args.model} {args.img_size} batch {batch}", **result})
     for head, size, batch in (("classic", args.img_size, args.train_batch_size), ("compact", 32, 64)):
-        for winograd_alone in (False, True):
-            result = interleaved(training_sides(args.model, head, batch, size, winograd_alone), args.rounds, batch)
+        # in bf16 vggnet's kernels are Winograd's alone: without it is oneDNN only
+        for winograd_alone in (False, True) if args.precision == "fp32" else (False,):
+            sides = training_sides(args.model, head, batch, size, args.precision, winograd_alone)
+            result = interleaved(sides, args.rounds, batch)
             rows.append({"case": f"training {args.model} ({head}) {size} batch {batch}", **result})
     report = {
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
+        "precision": args.precision,
         "rows": rows,
     }
     if args.format == "json":
         print(json.dumps(report, indent=1))
         return report
     capability, threads = report["cpu_capability"], report["threads"]
-    print(f"CPU capability {capability}, {threads} threads; medians of {args.rounds} interleaved rounds")
+    print(
+        f"CPU capability {capability}, {threads} threads, {args.precision}; medians of {args.rounds} interleaved rounds"
+    )
     for row in rows:
         (base, base_rate), (ours, our_rate) = row["images_per_s"].items()
         rounds = " ".join(f"{r:.2f}" for r in row["round_ratios"])

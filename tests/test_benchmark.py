@@ -306,7 +306,7 @@ def test_the_training_rows_time_plain_eager_fp32_against_vggnets_default_path_ev
 def test_compiled_training_is_timed_beside_the_eager_paths_and_takes_the_same_step(fake_ceiling, monkeypatch):
     fake_ceiling(1e6)
     # oneDNN's convolutions on both sides (not vggnet's CPU training kernels, whose Winograd rounds differently).
-    monkeypatch.setattr(cpu_training, "_own_kernels_pay", lambda conv, x: False)
+    monkeypatch.setattr(cpu_training, "_own_kernels_input", lambda conv, x: None)
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     eager, compiled = (make_training_step("vgg11", "compact", torch.device("cpu"), x, y, "fp32", compile=flag)
                        for flag in (False, True))  # fmt: skip

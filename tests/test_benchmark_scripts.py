@@ -105,9 +105,11 @@ def test_the_predict_photos_benchmark_times_both_sides_on_every_photo():
 
 
 @pytest.mark.slow
-def test_the_cpu_kernels_benchmark_times_both_sides_of_each_case():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_cpu_kernels_benchmark_times_both_sides_of_each_case(precision):
     command = [sys.executable, str(BENCHMARKS / "cpu_kernels.py"), "--model", "vgg11", "--img-size", "64",
-               "--batch-size", "1", "--train-batch-size", "2", "--rounds", "2", "--format", "json"]  # fmt: skip
+               "--batch-size", "1", "--train-batch-size", "2", "--rounds", "2", "--precision", precision,
+               "--format", "json"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -119,6 +121,9 @@ def test_the_cpu_kernels_benchmark_times_both_sides_of_each_case():
         ("training vgg11 (compact) 32 batch 64", onednn),
         ("training vgg11 (compact) 32 batch 64", without_winograd),
     ]
+    if precision == "bf16":  # vggnet's bf16 kernels are Winograd's alone
+        cases = [case for case in cases if case[1] != without_winograd]
+    assert report["precision"] == precision
     assert [(row["case"], list(row["images_per_s"])) for row in report["rows"]] == cases
     for row in report["rows"]:
         base, ours = row["images_per_s"].values()

@@ -134,7 +134,7 @@ def test_conv_with_own_kernels_is_atens_convolution(winograd, winograd_grad):
 
 
 @pytest.mark.parametrize("case", ["avx2 fp32", "avx512 fp32", "no avx2", "autocast", "contiguous", "frozen"])
-def test_only_fp32_channels_last_training_on_avx2_or_avx512_takes_vggnets_kernels(case, monkeypatch):
+def test_fp32_channels_last_training_on_avx2_or_avx512_takes_vggnets_kernels(case, monkeypatch):
     capability = {"avx512 fp32": "AVX512", "no avx2": "DEFAULT"}.get(case, "AVX2")
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     calls = _record(monkeypatch, "conv_with_own_kernels")
@@ -148,3 +148,70 @@ def test_only_fp32_channels_last_training_on_avx2_or_avx512_takes_vggnets_kernel
     assert len(calls) == (5 if case.endswith("fp32") else 0)  # 16 or more input channels, maps above 2x2
     if case.endswith("fp32"):  # Winograd's weight gradient from 64 input channels (in backward order); 16 and 32 not
         assert [shape[1] for shape in winograd_grad_calls] == [128, 64, 64]
+
+
+@pytest.mark.parametrize("min_map", [8 * 6, 8 * 6 + 1])
+def test_bf16_training_takes_winograd_on_big_maps_with_torchvisions_gradients(min_map, monkeypatch):
+    """Under bf16 autocast, the layers where Winograd pays in bf16 (256 or more input channels, even sides, maps of
+    at least `BF16_WINOGRAD_MIN_MAP_PIXELS`) run by it, and the fp32 parameters get fp32 gradients that point as
+    torchvision's fp32 ones do. (bf16 rounding flips ReLUs of a random network: oneDNN's bf16 kernels give cosine
+    similarities of 0.965-1 here, Winograd's 0.89-1; the digits' main job trained to 0.9972 top-1 with Winograd
+    on all its 256- and 512-channel layers, 0.9944 without.)"""
+    monkeypatch.setattr(winograd, "bf16_winograd_pays", lambda: True)
+    monkeypatch.setattr(cpu_training, "BF16_WINOGRAD_MIN_MAP_PIXELS", min_map)
+    calls = _record(monkeypatch, "conv_with_own_kernels")
+    model, reference = _vgg11_pair()
+    x, direction = torch.randn(2, 3, 64, 48), torch.randn(2, 3)
+    (reference(x) * direction).sum().backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = model(x.contiguous(memory_format=torch.channels_last))
+    (ours.float() * direction).sum().backward()
+    # 256 or more input channels at 16x12 and 8x6; 4x3 has odd sides
+    assert calls == [(2, 256, 16, 12), (2, 256, 8, 6), (2, 512, 8, 6)][: 3 if min_map == 8 * 6 else 1]
+    for (name, mine), other in zip(model.named_parameters(), reference.parameters(), strict=True):
+        assert mine.grad.dtype == torch.float32, name
+        assert F.cosine_similarity(mine.grad.flatten(), other.grad.flatten(), dim=0) > 0.8, name
+
+
+def test_bf16_conv_with_own_kernels_is_the_convolution_up_to_bf16_rounding():
+    """bf16 input and output gradient, fp32 weights: the output and the input gradient in bf16, the weight and bias
+    gradients in fp32, each within 2e-2 of its largest value from float64 on the same inputs (Winograd's bf16
+    rounding, `winograd.py`)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 256, 8, 6).relu().bfloat16().contiguous(memory_format=torch.channels_last).requires_grad_()
+    conv = torch.nn.Conv2d(256, 128, 3, padding=1).to(memory_format=torch.channels_last)
+    grad = torch.randn(2, 128, 8, 6).bfloat16()
+    expected = torch.autograd.functional.vjp(
+        lambda x, weight, bias: F.conv2d(x, weight, bias, padding=1),
+        (x.detach().double(), conv.weight.double(), conv.bias.double()),
+        grad.double(),
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = torch.autograd.functional.vjp(
+            lambda x, weight, bias: cpu_training._ConvWithOwnKernels.apply(x, weight, bias, True, True),
+            (x.detach(), conv.weight, conv.bias),
+            grad,
+        )
+    assert [t.dtype for t in (ours[0], *ours[1])] == [torch.bfloat16, torch.bfloat16, torch.float32, torch.float32]
+    for mine, exact in zip((ours[0], *ours[1]), (expected[0], *expected[1]), strict=True):
+        assert (mine.double() - exact).abs().max() <= 2e-2 * exact.abs().max()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_torch_compile_leaves_the_convolutions_to_inductor_in_one_graph(precision, monkeypatch):
+    """Under torch.compile vggnet's kernels (Python, and an autograd Function) step aside: they would break the
+    graph at every layer, and recompile it for each shape until dynamo gives up."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # fp32 takes vggnet's kernels
+    monkeypatch.setattr(winograd, "bf16_winograd_pays", lambda: True)
+    monkeypatch.setattr(cpu_training, "BF16_WINOGRAD_MIN_MAP_PIXELS", 4 * 4)  # and bf16 Winograd's, at 32x32
+    model = vggnet.create_model("vgg11", num_classes=3, head="compact").to(memory_format=torch.channels_last).train()
+
+    def forward(x):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return model(x)
+
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    eager_calls = _record(monkeypatch, "conv_with_own_kernels")
+    forward(x)
+    assert len(eager_calls) == (5 if precision == "fp32" else 3)  # the kernels are taken without torch.compile
+    assert torch._dynamo.explain(forward)(x).graph_break_count == 0

@@ -646,6 +646,33 @@ def test_the_cpu_inference_form_matches_torchvision(monkeypatch):
     assert winograd == [(batch, *layer) for batch in (3, 1, 3) for layer in small]
 
 
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no oneDNN bf16 kernels on this CPU")
+def test_the_bf16_inference_form_runs_winograd_where_it_pays(monkeypatch):
+    import vggnet.models.inference_form as form_module
+    import vggnet.models.winograd as winograd_module
+
+    winograd = []
+    original = form_module.winograd_conv
+    monkeypatch.setattr(
+        form_module, "winograd_conv", lambda x, *a, **k: winograd.append(tuple(x.shape)) or original(x, *a, **k)
+    )
+    reference = _with_running_statistics(torchvision.models.vgg11_bn(num_classes=5))
+    model = vggnet.create_model("vgg11_bn", num_classes=5)
+    model.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = reference(x)
+        outputs = {}
+        for pays in (False, True):  # oneDNN's bf16 convolutions, then Winograd's where it pays
+            monkeypatch.setattr(winograd_module, "bf16_winograd_pays", lambda pays=pays: pays)
+            form = form_module.inference_form(model, torch.bfloat16, torch.device("cpu"))
+            outputs[pays] = form(x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)).float()
+    # 256 or more input channels, on maps up to 56x56, only where bf16 Winograd pays
+    assert winograd == [(2, 256, 16, 16), (2, 256, 8, 8), (2, 512, 8, 8), (2, 512, 4, 4), (2, 512, 4, 4)]
+    for out in outputs.values():  # bf16's rounding (measured: 3e-3 of the largest logit, 4e-3 with Winograd)
+        assert (out - expected).abs().max() < 2e-2 * expected.abs().max()
+
+
 def test_the_low_precision_form_fuses_only_where_onednn_runs_it():
     from vggnet.models.inference_form import ConvReLU, inference_form
 

@@ -74,6 +74,40 @@ def test_fp32_winograd_stays_within_its_stated_rounding():
     assert (ours.double() - expected).abs().max() <= 1e-5 * expected.abs().max()  # the docstring's "about 3e-6"
 
 
+def test_bf16_winograd_stays_within_its_stated_rounding():
+    """bf16 tiles, products and transforms back: within about 1e-2 of the outputs' largest value, and the weight
+    gradient summed in fp32, against float64 on the same bf16 inputs (oneDNN's bf16 convolution: about 4e-3)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 512, 14, 14).relu().bfloat16().contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(512, 512, 3, padding=1)
+    grad = torch.randn(2, 512, 14, 14).bfloat16().contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        weight = conv.weight.bfloat16().double()
+        expected = F.conv2d(x.double(), weight, conv.bias.double(), padding=1)
+        ours = winograd_conv(x, winograd_weights(conv.weight).bfloat16(), conv.bias.bfloat16())
+        expected_grad = torch.ops.aten.convolution_backward(
+            grad.double(), x.double(), weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]
+        )[1]
+        ours_grad = winograd_weight_grad(x, grad)
+    assert ours.dtype == torch.bfloat16 and ours_grad.dtype == torch.float32
+    assert (ours.double() - expected).abs().max() <= 2e-2 * expected.abs().max()
+    assert (ours_grad.double() - expected_grad).abs().max() <= 2e-2 * expected_grad.abs().max()
+
+
+@pytest.mark.parametrize(("native", "amx", "taken"), [(True, False, True), (True, True, False), (False, False, False)])
+def test_bf16_takes_winograd_only_where_it_was_measured_faster(native, amx, taken, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    winograd.bf16_winograd_pays.cache_clear()
+    x = torch.randn(1, 256, 56, 56, dtype=torch.bfloat16)
+    try:
+        assert winograd.winograd_pays(256, x) is taken
+        assert winograd.winograd_weight_grad_pays(256, x) is taken
+        assert winograd.winograd_pays(256, x.float())  # fp32 on any CPU
+    finally:
+        winograd.bf16_winograd_pays.cache_clear()
+
+
 def test_odd_sides_are_refused_with_the_size():
     with pytest.raises(ValueError, match="even height and width, got 7x8"):
         winograd_conv(torch.randn(1, 2, 7, 8), winograd_weights(torch.randn(3, 2, 3, 3)))

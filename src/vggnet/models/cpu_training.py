@@ -1,5 +1,6 @@
-"""How a VGG 3x3 convolution (stride 1, padding 1) runs while training on the CPU, where two of oneDNN's kernels
-are far below the machine's speed (2-core AVX2 EPYC, fp32, BENCHMARKS.md):
+"""How a VGG 3x3 convolution (stride 1, padding 1) runs while training on the CPU, where oneDNN's kernels are far
+below the machine's speed (2-core AVX2 EPYC, fp32, BENCHMARKS.md) or Winograd's algorithm does fewer
+multiplications than they do:
 
 - on a map of at most 2x2 pixels, forward and backward alike: the layer runs as one matrix product of the input's
   nine shifted copies (`conv_as_matmul`);
@@ -10,7 +11,10 @@ are far below the machine's speed (2-core AVX2 EPYC, fp32, BENCHMARKS.md):
   `winograd.winograd_weight_grad_pays` (64 or more input channels), else a matrix product of the input's nine
   shifted copies, built a block of rows at a time, and the output gradient; the forward and the input gradient
   are Winograd's where `winograd.winograd_pays` (256 or more input channels, maps up to 56x56), else oneDNN's.
-  Winograd's weights are transformed at every step, once: the input gradient's are a permutation of them.
+  Winograd's weights are transformed at every step, once: the input gradient's are a permutation of them;
+- under bf16 autocast, where Winograd pays in bf16 (`winograd.bf16_winograd_pays`: AVX512-BF16 without AMX) on
+  maps of at least 14x14: the forward, the input gradient and the weight gradient all by Winograd, in bf16 with
+  the weights' gradients summed in fp32 (vgg16's step at 224, batch 8, 1.15x on an AVX-512 EPYC).
 
 Inference, export and int8 never come here: they keep the convolution (`training_conv` is called in training mode
 only).
@@ -43,14 +47,20 @@ MIN_CHANNELS_FOR_OWN_KERNELS = 16
 # measured before Winograd took the weight gradients of 64 or more input channels; these are now the narrower
 # layers' and those of maps with an odd side).
 WEIGHT_GRAD_BLOCK_BYTES_PER_64_OUTPUTS = 8 << 20
+# bf16 (autocast) convolutions run by Winograd on maps of at least this many pixels (14x14), where `winograd_pays`:
+# a layer's step (forward, both gradients and transforming the weights again) on an AVX-512 EPYC, 512 channels at
+# 14x14 1.06x (batch 8 and 16) to 1.37x (32), at 28x28 and 56x56 1.2-1.6x; on smaller maps the weights outweigh the
+# activations, and transforming them and their gradient costs more than it saves (4x4, batch 64: 0.64-0.83x).
+BF16_WINOGRAD_MIN_MAP_PIXELS = 14 * 14
 
 
 def training_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """`conv(x)` for a VGG convolution in training mode on the CPU, by the fastest of the three ways above."""
     if x.shape[-2] * x.shape[-1] <= SMALL_MAP_PIXELS:
         return conv_as_matmul(conv, x)
-    if _own_kernels_pay(conv, x):
-        return conv_with_own_kernels(conv, x)
+    own_input = _own_kernels_input(conv, x)
+    if own_input is not None:
+        return conv_with_own_kernels(conv, own_input)
     return conv(x)
 
 
@@ -109,35 +119,52 @@ def _nine_shifts(padded: torch.Tensor, images: slice, first_row: int, rows: int,
     return [padded[images, first_row + i : first_row + rows + i, j : j + width] for i in range(3) for j in range(3)]
 
 
-def _own_kernels_pay(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    """Measured faster: fp32 channels_last training (no autocast) on AVX2 CPUs (oneDNN's backward-weights kernel
-    for NHWC is its old `jit:avx2` one there) and AVX-512 ones (vgg16's step at 224 1.22x, the compact one at 32x32
-    1.01x, on an AVX-512 EPYC). bf16 (autocast) keeps oneDNN's kernels, which run it natively."""
-    return (
-        conv.in_channels >= MIN_CHANNELS_FOR_OWN_KERNELS
-        and conv.weight.requires_grad
-        and x.dtype == conv.weight.dtype == torch.float32
-        and x.is_contiguous(memory_format=torch.channels_last)
-        and not torch.is_autocast_enabled("cpu")
-        and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
-    )
+def _own_kernels_input(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor | None:
+    """`x` in the dtype vggnet's kernels run the layer in, where they measured faster; None where oneDNN's keep it.
+
+    fp32 channels_last training (no autocast) on AVX2 CPUs (oneDNN's backward-weights kernel for NHWC is its old
+    `jit:avx2` one there) and AVX-512 ones (vgg16's step at 224 1.22x, the compact one at 32x32 1.01x, on an
+    AVX-512 EPYC); bf16 autocast where `winograd.winograd_pays` in bf16 (many channels, on CPUs where
+    `winograd.bf16_winograd_pays`) on maps of at least `BF16_WINOGRAD_MIN_MAP_PIXELS` (vgg16's step at 224 1.15x
+    on an AVX-512 EPYC); elsewhere oneDNN's kernels run bf16 natively."""
+    if (
+        torch.compiler.is_compiling()  # inductor compiles the convolutions; vggnet's kernels would break its graph
+        or conv.in_channels < MIN_CHANNELS_FOR_OWN_KERNELS
+        or not conv.weight.requires_grad
+        or conv.weight.dtype != torch.float32
+        or not x.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return None
+    if torch.is_autocast_enabled("cpu"):
+        if torch.get_autocast_dtype("cpu") != torch.bfloat16:
+            return None
+        x = x.to(torch.bfloat16)
+        big_map = x.shape[-2] * x.shape[-1] >= BF16_WINOGRAD_MIN_MAP_PIXELS
+        return x if big_map and winograd_pays(conv.in_channels, x) else None
+    fp32_pays = x.dtype == torch.float32 and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+    return x if fp32_pays else None
 
 
 class _ConvWithOwnKernels(torch.autograd.Function):
     """A 3x3 convolution (stride 1, padding 1): the forward and the input gradient by Winograd (`winograd`) or
-    oneDNN, the weight gradient by Winograd (`winograd_grad`) or `weight_grad_as_matmul`."""
+    oneDNN, the weight gradient by Winograd (`winograd_grad`) or `weight_grad_as_matmul`. The weights are fp32;
+    `x` is fp32, or bf16 (autocast) with Winograd for all three: the weights are transformed in fp32 and rounded
+    once, the output and the input gradient are bf16, and the weight and bias gradients are summed in fp32."""
 
     @staticmethod
+    @torch.autocast("cpu", enabled=False)  # the dtypes are chosen here, not by autocast
     def forward(ctx, x, weight, bias, winograd, winograd_grad):
         ctx.save_for_backward(x, weight)
         ctx.has_bias, ctx.winograd_grad = bias is not None, winograd_grad
-        ctx.winograd_weights = winograd_weights(weight) if winograd else None  # kept for the input gradient
+        # kept for the input gradient
+        ctx.winograd_weights = winograd_weights(weight).to(x.dtype) if winograd else None
         if winograd:
-            return winograd_conv(x, ctx.winograd_weights, bias)
+            return winograd_conv(x, ctx.winograd_weights, None if bias is None else bias.to(x.dtype))
         return F.conv2d(x, weight, bias, padding=1)
 
     @staticmethod
     @once_differentiable
+    @torch.autocast("cpu", enabled=False)
     def backward(ctx, grad_output):
         x, weight = ctx.saved_tensors
         grad_output = grad_output.contiguous(memory_format=torch.channels_last)
@@ -153,5 +180,5 @@ class _ConvWithOwnKernels(torch.autograd.Function):
         elif ctx.needs_input_grad[1]:
             grad_weight = weight_grad_as_matmul(x, grad_output)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_output.sum((0, 2, 3))
+            grad_bias = grad_output.sum((0, 2, 3), dtype=weight.dtype)
         return grad_x, grad_weight, grad_bias, None, None

@@ -7,8 +7,9 @@ oneDNN runs the precision, each convolution and linear layer also applies the Re
 (oneDNN's post-op, the call inductor's frozen graphs make), and each fp32 convolution keeps its weights in oneDNN's
 blocked layout for the last input shape it saw instead of reordering them on every call: vgg16 at 224 runs 1.05-1.27x
 faster than the plain module (BENCHMARKS.md). fp32 convolutions with 256 or more input channels on maps up to 56x56
-run by Winograd's F(2x2, 3x3) (`winograd.py`): 1.06-1.28x more on vgg16 at 224. The outputs are the plain
-module's up to float rounding.
+run by Winograd's F(2x2, 3x3) (`winograd.py`): 1.06-1.28x more on vgg16 at 224; bf16 ones too on CPUs with
+AVX512-BF16 and no AMX (vgg16 at 224 1.12-1.20x on an AVX-512 EPYC). The outputs are the plain module's up to
+float rounding.
 
 Inputs go in as `inference_input` makes them, in batches of `vggnet.choices.INFERENCE_BATCH_SIZE`.
 """
@@ -64,7 +65,7 @@ class ConvReLU(nn.Conv2d):
 
     def _winograd_weights(self) -> torch.Tensor:
         if self._winograd is None:  # two threads may both transform them: the same values
-            self._winograd = winograd_weights(self.weight)
+            self._winograd = winograd_weights(self.weight.float()).to(self.weight.dtype)  # one rounding, not two
         return self._winograd
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -262,8 +262,8 @@ class VGG(nn.Module):
         """The last feature map (after `pool5`), shape (N, num_features, H/32, W/32).
 
         Training on the CPU, each convolution runs by `cpu_training.training_conv`: as a matrix product on maps of
-        2x2 or smaller, and with a matrix-product weight gradient where oneDNN's is slow (AVX2, fp32); oneDNN's
-        kernels run such cases at a fraction of their speed elsewhere.
+        2x2 or smaller, and by vggnet's own kernels (Winograd's, a matrix-product weight gradient) where they
+        measured faster than oneDNN's.
         """
         self.check_input(x)
         if not (self.training and x.device.type == "cpu"):

@@ -1,6 +1,7 @@
-"""Winograd's minimal filtering F(2x2, 3x3) for VGG's 3x3 convolutions (stride 1, padding 1) in fp32 on the CPU
-(Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015): the inference form's convolutions and,
-in training on AVX2 CPUs (`cpu_training.py`), the forward pass, the input gradient and the weight gradient.
+"""Winograd's minimal filtering F(2x2, 3x3) for VGG's 3x3 convolutions (stride 1, padding 1) on the CPU (Lavin &
+Gray, "Fast Algorithms for Convolutional Neural Networks", 2015), in fp32 and, on CPUs with AVX512-BF16 and no AMX,
+in bf16: the inference form's convolutions and, in training (`cpu_training.py`), the forward pass, the input
+gradient and the weight gradient.
 
 Each 2x2 block of output pixels comes from a 4x4 tile of input: the tiles and the weights are transformed
 (B^T d B and G g G^T), multiplied as 16 matrix products of (tiles, C) @ (C, O) — 16 multiplications per 4 outputs
@@ -11,8 +12,12 @@ pays where the products dominate: many channels. On a 2-core AVX2 EPYC (BENCHMAR
 convolution at batch 8: 256 channels at 56x56 1.19x, 512 at 28x28 1.51x, at 14x14 1.54x; 128 channels lose
 (0.7-0.95x). The weight gradient against the matrix product of shifted copies (`cpu_training`): 1.04-1.2x for 64
 channels, 1.2-2x from 128 up; 32 channels lose (0.84x). Outputs agree with the direct convolution to about 3e-6 of
-their largest value in fp32 (float64: 1e-14).
+their largest value in fp32 (float64: 1e-14). In bf16 the tiles, the products and the sums back are each rounded
+to bf16 (the products are summed in fp32 in the matrix products, and across chunks for the weight gradient):
+outputs within about 1e-2 of their largest value, where oneDNN's bf16 convolution is within about 4e-3.
 """
+
+import functools
 
 import torch
 
@@ -35,23 +40,40 @@ _TURNED = (3, 1, 2, 0)
 
 
 def winograd_pays(in_channels: int, x: torch.Tensor) -> bool:
-    """Whether a 3x3 convolution with `in_channels` inputs runs `x` faster by `winograd_conv` than by oneDNN: fp32,
-    at least `WINOGRAD_MIN_CHANNELS` input channels, maps of at most `WINOGRAD_MAX_MAP_PIXELS`, even sides."""
+    """Whether a 3x3 convolution with `in_channels` inputs runs `x` faster by `winograd_conv` than by oneDNN: at
+    least `WINOGRAD_MIN_CHANNELS` input channels, maps of at most `WINOGRAD_MAX_MAP_PIXELS`, even sides; fp32, or
+    bf16 where `bf16_winograd_pays`."""
     height, width = x.shape[-2:]
-    return in_channels >= WINOGRAD_MIN_CHANNELS and height * width <= WINOGRAD_MAX_MAP_PIXELS and _fits(x)
+    dtype_pays = x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and bf16_winograd_pays())
+    return (
+        in_channels >= WINOGRAD_MIN_CHANNELS and height * width <= WINOGRAD_MAX_MAP_PIXELS and _fits(x) and dtype_pays
+    )
 
 
 def winograd_weight_grad_pays(in_channels: int, x: torch.Tensor) -> bool:
     """Whether `winograd_weight_grad` computes the weight gradient of a 3x3 convolution with `in_channels` inputs
-    and input `x` faster than the matrix product: fp32, at least `WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS` input
-    channels, even sides."""
-    return in_channels >= WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS and _fits(x)
+    and input `x` faster than the alternative: in fp32 the matrix product, from `WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS`
+    input channels on even sides; in bf16 oneDNN's, where `winograd_pays` (on an AVX-512 EPYC at batch 8: 1.2-1.3x
+    for 256 channels at 56x56 and 512 at 28x28, 1.0x at 14x14)."""
+    if x.dtype == torch.bfloat16:
+        return winograd_pays(in_channels, x)
+    return in_channels >= WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS and _fits(x) and x.dtype == torch.float32
+
+
+@functools.cache
+def bf16_winograd_pays() -> bool:
+    """Whether bf16 convolutions run by Winograd where fp32 ones do: on CPUs with AVX512-BF16 and no AMX, where
+    its 16 products per 2x2 block run as oneDNN's bf16 matrix products (on an AVX-512 EPYC at batch 8, against
+    oneDNN's bf16 convolution with its ReLU: 256 channels at 56x56 1.3x, 512 at 28x28 and 14x14 1.5x; outputs
+    within 1e-2 of their largest value where oneDNN's are within 4e-3, BENCHMARKS.md). With AMX, oneDNN's own
+    bf16 convolutions are unmeasured against it, and they keep them."""
+    return torch.cpu._is_avx512_bf16_supported() and not torch.cpu._is_amx_tile_supported()
 
 
 def _fits(x: torch.Tensor) -> bool:
-    """F(2x2, 3x3) in fp32 on `x`: whole 2x2 blocks of output, so even sides."""
+    """F(2x2, 3x3) on `x`: whole 2x2 blocks of output, so even sides."""
     height, width = x.shape[-2:]
-    return height % 2 == 0 and width % 2 == 0 and x.dtype == torch.float32
+    return height % 2 == 0 and width % 2 == 0
 
 
 def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
@@ -100,16 +122,20 @@ def winograd_weight_grad(x: torch.Tensor, grad_output: torch.Tensor) -> torch.Te
     for the tile's transformed input V = B^T d B and the transformed weights U = G g G^T, so the gradient of U is
     the sum over tiles of V times the transformed output gradient A dY A^T (16 matrix products of (C, tiles) @
     (tiles, O), summed chunk by chunk), and the weights' is G^T (that) G, by one matrix product as in
-    `winograd_weights`. `grad_output` is channels_last; the result (O, C, 3, 3) is too."""
+    `winograd_weights`. `grad_output` is channels_last; the result (O, C, 3, 3) is too, in fp32 for bf16 inputs
+    (the chunks' bf16 products summed in fp32)."""
     _require_even_sides(x)
     channels, out_channels = x.shape[1], grad_output.shape[1]
     padded, blocks = padded_nhwc(x), _output_blocks(grad_output)
-    transformed_grad = x.new_zeros(16, channels, out_channels)
+    transformed_grad = x.new_zeros(16, channels, out_channels, dtype=torch.promote_types(x.dtype, torch.float32))
     for images, rows in _chunks(x, max(channels, out_channels)):
         tiles = _input_tiles(padded[images, 2 * rows.start : 2 * rows.stop + 2]).view(16, -1, channels)
         grad_tiles = _gradient_tiles(blocks[images, rows]).view(16, -1, out_channels)
-        transformed_grad.baddbmm_(tiles.transpose(1, 2), grad_tiles)
-    taps = _g_kron(x).T @ transformed_grad.view(16, channels * out_channels)  # G^T (the gradient of U) G
+        if tiles.dtype == transformed_grad.dtype:
+            transformed_grad.baddbmm_(tiles.transpose(1, 2), grad_tiles)
+        else:
+            transformed_grad += torch.bmm(tiles.transpose(1, 2), grad_tiles)
+    taps = _g_kron(transformed_grad).T @ transformed_grad.view(16, channels * out_channels)  # G^T (the gradient of U) G
     weight_grad = taps.view(3, 3, channels, out_channels)
     return weight_grad.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
 

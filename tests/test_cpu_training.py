@@ -154,7 +154,7 @@ def test_fp32_channels_last_training_on_avx2_or_avx512_takes_vggnets_kernels(cas
 def test_bf16_training_takes_winograd_on_big_maps_with_torchvisions_gradients(min_map, monkeypatch):
     """Under bf16 autocast, the layers where Winograd pays in bf16 (256 or more input channels, even sides, maps of
     at least `BF16_WINOGRAD_MIN_MAP_PIXELS`) run by it, and the fp32 parameters get fp32 gradients that point as
-    torchvision's fp32 ones do. (bf16 rounding flips ReLUs of a random network: oneDNN's bf16 kernels give cosine
+    torchvision's fp32 ones do. (bf16's rounding compounds through a random network: oneDNN's bf16 kernels give cosine
     similarities of 0.965-1 here, Winograd's 0.89-1; the digits' main job trained to 0.9972 top-1 with Winograd
     on all its 256- and 512-channel layers, 0.9944 without.)"""
     monkeypatch.setattr(winograd, "bf16_winograd_pays", lambda: True)

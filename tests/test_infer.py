@@ -673,6 +673,36 @@ def test_the_bf16_inference_form_runs_winograd_where_it_pays(monkeypatch):
         assert (out - expected).abs().max() < 2e-2 * expected.abs().max()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_compiled_form_calls_winograd_as_one_operator(dtype, monkeypatch):
+    """For torch.compile (no fused ReLUs), the convolutions Winograd may take are `WinogradConv`s: the graph calls
+    the `vggnet::winograd_conv` operator without a break, and inductor's program gives the eager form's outputs."""
+    import torch._inductor.config as inductor_config
+
+    import vggnet.models.winograd as winograd_module
+    from vggnet.models.inference_form import WinogradConv, inference_form, onednn_runs
+
+    if not onednn_runs(torch.device("cpu"), dtype):
+        pytest.skip("no oneDNN kernels for this dtype on this CPU: the plain form")
+    monkeypatch.setattr(winograd_module, "bf16_winograd_pays", lambda: True)
+    torch.manual_seed(0)
+    model = vggnet.create_model("vgg11", num_classes=5, head="compact", width_mult=0.5).eval()
+    form = inference_form(model, dtype, torch.device("cpu"), fuse=False)
+    # width 0.5: the three convolutions with 256 input channels (at 8x8, 4x4 and 4x4 for a 64x64 input)
+    assert [i for i, m in enumerate(form.features) if isinstance(m, WinogradConv)] == [13, 16, 18]
+    assert form.state_dict().keys() == inference_form(model, dtype, torch.device("cpu")).state_dict().keys()
+    x = torch.randn(2, 3, 64, 64).to(dtype).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        explained = torch._dynamo.explain(form)(x)
+        assert explained.graph_break_count == 0
+        assert "vggnet.winograd_conv" in explained.graphs[0].code
+        expected = inference_form(model, dtype, torch.device("cpu"))(x).float()
+        with inductor_config.patch(freezing=True):
+            compiled = torch.compile(form, dynamic=False)(x).float()
+    tolerance = 1e-4 if dtype == torch.float32 else 2e-2  # bf16: oneDNN's and inductor's roundings differ
+    assert (compiled - expected).abs().max() <= tolerance * expected.abs().max()
+
+
 def test_the_low_precision_form_fuses_only_where_onednn_runs_it():
     from vggnet.models.inference_form import ConvReLU, inference_form
 

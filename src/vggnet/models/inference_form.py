@@ -8,8 +8,9 @@ oneDNN runs the precision, each convolution and linear layer also applies the Re
 blocked layout for the last input shape it saw instead of reordering them on every call: vgg16 at 224 runs 1.05-1.27x
 faster than the plain module (BENCHMARKS.md). fp32 convolutions with 256 or more input channels on maps up to 56x56
 run by Winograd's F(2x2, 3x3) (`winograd.py`): 1.06-1.28x more on vgg16 at 224; bf16 ones too on CPUs with
-AVX512-BF16 and no AMX (vgg16 at 224 1.12-1.20x on an AVX-512 EPYC). The outputs are the plain module's up to
-float rounding.
+AVX512-BF16 and no AMX (vgg16 at 224 1.12-1.20x on an AVX-512 EPYC). For torch.compile the ReLUs are left to
+inductor, and the convolutions Winograd takes run as the `vggnet::winograd_conv` operator (`WinogradConv`), which
+the compiled graph calls as it is. The outputs are the plain module's up to float rounding.
 
 Inputs go in as `inference_input` makes them, in batches of `vggnet.choices.INFERENCE_BATCH_SIZE`.
 """
@@ -21,7 +22,15 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .vgg import VGG
-from .winograd import winograd_conv, winograd_pays, winograd_weights
+from .winograd import (
+    WINOGRAD_MIN_CHANNELS,
+    winograd_conv,
+    winograd_conv_op,
+    winograd_dtype_pays,
+    winograd_pays,
+    winograd_shape_pays,
+    winograd_weights,
+)
 
 
 def fold_batchnorm(model: VGG) -> VGG:
@@ -77,6 +86,26 @@ class ConvReLU(nn.Conv2d):
         )
 
 
+class WinogradConv(nn.Conv2d):
+    """A 3x3 convolution for torch.compile's graphs (CPU only): on inputs where `winograd_shape_pays` it runs by
+    `winograd_conv`, called as the `vggnet::winograd_conv` operator, with the weights transformed once here; elsewhere
+    it is the plain convolution, which inductor compiles. Its parameters and state-dict keys are the convolution's.
+    Made only where `winograd_dtype_pays` for its weights."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                         conv.dilation, conv.groups, conv.bias is not None, device="meta")  # fmt: skip
+        self.weight, self.bias = conv.weight, conv.bias
+        weights = winograd_weights(conv.weight.detach().float()).to(conv.weight.dtype)  # one rounding, not two
+        self.register_buffer("winograd_weights", weights, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if winograd_shape_pays(self.in_channels, x):
+            bias = None if self.bias is None else self.bias.detach()
+            return winograd_conv_op(x, self.winograd_weights, bias, False)
+        return super().forward(x)
+
+
 class LinearReLU(nn.Linear):
     """A linear layer that applies the ReLU after it (or nothing) in oneDNN's kernel (CPU only)."""
 
@@ -119,6 +148,18 @@ def fuse_relu(model: VGG) -> VGG:
     return model
 
 
+def use_winograd_op(model: VGG) -> VGG:
+    """Replace each convolution that may run by Winograd (`winograd.WINOGRAD_MIN_CHANNELS` or more input channels,
+    weights whose dtype it pays in) with a `WinogradConv` (in place; for torch.compile, where `fuse_relu`'s modules
+    are not used). Layer names and indices stay."""
+    features = model.features
+    for index, module in enumerate(features):
+        many_channels = type(module) is nn.Conv2d and module.in_channels >= WINOGRAD_MIN_CHANNELS
+        if many_channels and winograd_dtype_pays(module.weight.dtype):
+            features[index] = WinogradConv(module)
+    return model
+
+
 def inference_form(model: VGG, dtype: torch.dtype, device: torch.device, fold: bool = True, fuse: bool = True) -> VGG:
     """A copy of `model` for inference in `dtype` on `device`; `model` itself is left as it is.
 
@@ -128,8 +169,8 @@ def inference_form(model: VGG, dtype: torch.dtype, device: torch.device, fold: b
         device: Where the copy runs.
         fold: Fold BatchNorm into the convolutions, and (with `fuse`) each ReLU into the layer before it (off when
             intermediate layers are read, as in `embed`, where `conv*` should stay the convolution's own output).
-        fuse: Fuse the ReLUs where oneDNN runs `dtype` on `device` (off under torch.compile, whose frozen graph
-            fuses them itself).
+        fuse: Fuse the ReLUs where oneDNN runs `dtype` on `device`. Off under torch.compile, whose frozen graph
+            fuses them itself; there the convolutions Winograd may take become `WinogradConv`s instead.
 
     Returns:
         The copy in eval mode, on `device`, channels_last.
@@ -138,8 +179,8 @@ def inference_form(model: VGG, dtype: torch.dtype, device: torch.device, fold: b
     if fold:
         fold_batchnorm(form)  # in float32, before the cast: one rounding of the folded weights, not two
     form = form.to(device=device, dtype=dtype, memory_format=torch.channels_last)
-    if fold and fuse and onednn_runs(device, dtype):
-        fuse_relu(form)
+    if fold and onednn_runs(device, dtype):
+        (fuse_relu if fuse else use_winograd_op)(form)
     return form
 
 

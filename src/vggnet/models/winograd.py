@@ -40,14 +40,21 @@ _TURNED = (3, 1, 2, 0)
 
 
 def winograd_pays(in_channels: int, x: torch.Tensor) -> bool:
-    """Whether a 3x3 convolution with `in_channels` inputs runs `x` faster by `winograd_conv` than by oneDNN: at
-    least `WINOGRAD_MIN_CHANNELS` input channels, maps of at most `WINOGRAD_MAX_MAP_PIXELS`, even sides; fp32, or
-    bf16 where `bf16_winograd_pays`."""
+    """Whether a 3x3 convolution with `in_channels` inputs runs `x` faster by `winograd_conv` than by oneDNN: where
+    `winograd_shape_pays` and `winograd_dtype_pays`."""
+    return winograd_shape_pays(in_channels, x) and winograd_dtype_pays(x.dtype)
+
+
+def winograd_shape_pays(in_channels: int, x: torch.Tensor) -> bool:
+    """At least `WINOGRAD_MIN_CHANNELS` input channels, maps of at most `WINOGRAD_MAX_MAP_PIXELS`, even sides (a
+    question of shapes only, which torch.compile answers while tracing)."""
     height, width = x.shape[-2:]
-    dtype_pays = x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and bf16_winograd_pays())
-    return (
-        in_channels >= WINOGRAD_MIN_CHANNELS and height * width <= WINOGRAD_MAX_MAP_PIXELS and _fits(x) and dtype_pays
-    )
+    return in_channels >= WINOGRAD_MIN_CHANNELS and height * width <= WINOGRAD_MAX_MAP_PIXELS and _fits(x)
+
+
+def winograd_dtype_pays(dtype: torch.dtype) -> bool:
+    """fp32, or bf16 where `bf16_winograd_pays`."""
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and bf16_winograd_pays())
 
 
 def winograd_weight_grad_pays(in_channels: int, x: torch.Tensor) -> bool:
@@ -114,6 +121,20 @@ def winograd_conv(
         if relu:
             chunk.relu_()
     return out
+
+
+@torch.library.custom_op("vggnet::winograd_conv", mutates_args=())
+def winograd_conv_op(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> torch.Tensor:
+    """`winograd_conv` as an operator, which a torch.compile graph calls as it is: dynamo neither traces into its
+    Python nor breaks the graph at it."""
+    return winograd_conv(x, weights, bias, relu)
+
+
+@winograd_conv_op.register_fake
+def _winograd_conv_shape(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> torch.Tensor:
+    n, _, height, width = x.shape
+    shape = (n, weights.shape[2], height, width)
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
 
 
 def winograd_weight_grad(x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:

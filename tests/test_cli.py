@@ -170,6 +170,8 @@ def test_train_help_shows_the_defaults_each_kind_of_run_uses(capsys, monkeypatch
         checked += 1
     assert checked >= 20
     assert shown["--epochs"] == ("30", "10") and shown["--model"] == ("vgg16_bn", "vgg11_bn")
+    # a prose default, and the digits' own: decoded in the training process
+    assert shown["--workers"] == ("default: one per spare core", "0") and without_data.workers == 0
 
 
 def test_train_has_a_flag_for_each_config_field_and_three_of_its_own():

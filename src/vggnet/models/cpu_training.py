@@ -157,7 +157,7 @@ class _ConvWithOwnKernels(torch.autograd.Function):
         ctx.save_for_backward(x, weight)
         ctx.has_bias, ctx.winograd_grad = bias is not None, winograd_grad
         # kept for the input gradient
-        ctx.winograd_weights = winograd_weights(weight).to(x.dtype) if winograd else None
+        ctx.winograd_weights = winograd_weights(weight).to(x.dtype) if winograd else None  # fp32 weights
         if winograd:
             return winograd_conv(x, ctx.winograd_weights, None if bias is None else bias.to(x.dtype))
         return F.conv2d(x, weight, bias, padding=1)

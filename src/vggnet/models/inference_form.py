@@ -46,16 +46,23 @@ def fold_batchnorm(model: VGG) -> VGG:
     return model
 
 
-class ConvReLU(nn.Conv2d):
-    """A 3x3 convolution that applies the ReLU after it in the same kernel (CPU only). Its parameters and
-    state-dict keys are the convolution's. fp32 weights are reordered into oneDNN's layout once per input shape;
-    inputs where `winograd_pays` (many channels, a map up to 56x56) run by `winograd_conv`, with the weights transformed
-    on the first such input and kept."""
+class _ConvOf(nn.Conv2d):
+    """A convolution that runs another way with `conv`'s parameters (shared, not copied): its state-dict keys are
+    the convolution's."""
 
-    def __init__(self, conv: nn.Conv2d, relu: bool) -> None:
+    def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                          conv.dilation, conv.groups, conv.bias is not None, device="meta")  # fmt: skip
         self.weight, self.bias = conv.weight, conv.bias
+
+
+class ConvReLU(_ConvOf):
+    """A 3x3 convolution that applies the ReLU after it in the same kernel (CPU only). fp32 weights are reordered
+    into oneDNN's layout once per input shape; inputs where `winograd_pays` (many channels, a map up to 56x56) run by
+    `winograd_conv`, with the weights transformed on the first such input and kept."""
+
+    def __init__(self, conv: nn.Conv2d, relu: bool) -> None:
+        super().__init__(conv)
         self.attr = "relu" if relu else "none"
         self._packed: tuple[tuple[int, ...], torch.Tensor] | None = None  # (input shape, weights in oneDNN's layout)
         self._winograd: torch.Tensor | None = None  # the weights as `winograd_weights` transforms them
@@ -74,7 +81,7 @@ class ConvReLU(nn.Conv2d):
 
     def _winograd_weights(self) -> torch.Tensor:
         if self._winograd is None:  # two threads may both transform them: the same values
-            self._winograd = winograd_weights(self.weight.float()).to(self.weight.dtype)  # one rounding, not two
+            self._winograd = winograd_weights(self.weight)
         return self._winograd
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,18 +93,14 @@ class ConvReLU(nn.Conv2d):
         )
 
 
-class WinogradConv(nn.Conv2d):
+class WinogradConv(_ConvOf):
     """A 3x3 convolution for torch.compile's graphs (CPU only): on inputs where `winograd_shape_pays` it runs by
     `winograd_conv`, called as the `vggnet::winograd_conv` operator, with the weights transformed once here; elsewhere
-    it is the plain convolution, which inductor compiles. Its parameters and state-dict keys are the convolution's.
-    Made only where `winograd_dtype_pays` for its weights."""
+    it is the plain convolution, which inductor compiles. Made only where `winograd_dtype_pays` for its weights."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                         conv.dilation, conv.groups, conv.bias is not None, device="meta")  # fmt: skip
-        self.weight, self.bias = conv.weight, conv.bias
-        weights = winograd_weights(conv.weight.detach().float()).to(conv.weight.dtype)  # one rounding, not two
-        self.register_buffer("winograd_weights", weights, persistent=False)
+        super().__init__(conv)
+        self.register_buffer("winograd_weights", winograd_weights(conv.weight), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if winograd_shape_pays(self.in_channels, x):

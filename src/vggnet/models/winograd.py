@@ -85,10 +85,12 @@ def _fits(x: torch.Tensor) -> bool:
 
 def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
     """A 3x3 convolution's weights (O, C, 3, 3) transformed for `winograd_conv`: G g G^T, as (16, C, O), by one
-    matrix product of the Kronecker product G (x) G, (16, 9), and the nine (C, O) kernel taps."""
+    matrix product of the Kronecker product G (x) G, (16, 9), and the nine (C, O) kernel taps; in at least fp32,
+    and in the weights' dtype (bf16 weights: one rounding, not one per step of the transform)."""
     out_channels, channels = weight.shape[:2]
-    taps = weight.detach().permute(2, 3, 1, 0).reshape(9, channels * out_channels)
-    return (_g_kron(weight) @ taps).view(16, channels, out_channels)
+    exact = weight.detach().to(torch.promote_types(weight.dtype, torch.float32))
+    taps = exact.permute(2, 3, 1, 0).reshape(9, channels * out_channels)
+    return (_g_kron(exact) @ taps).view(16, channels, out_channels).to(weight.dtype)
 
 
 def turned_winograd_weights(weights: torch.Tensor) -> torch.Tensor:

@@ -705,6 +705,42 @@ def test_the_compiled_form_calls_winograd_as_one_operator(dtype, monkeypatch):
     assert (compiled - expected).abs().max() <= tolerance * expected.abs().max()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(2, 8, 6, 10), (1, 3, 16, 16), (2, 8, 7, 6), (2, 8, 6, 7)])
+def test_the_2x2_max_pool_by_maxima_is_pytorchs(dtype, shape):
+    """`MaxPool2x2` gives PyTorch's pooling bit for bit, NaN and infinities included; odd sides and other layouts
+    go to PyTorch's kernel."""
+    from vggnet.models.inference_form import MaxPool2x2
+
+    torch.manual_seed(0)
+    x = torch.randn(shape).to(dtype)
+    x[0, 0, 0, 0], x[0, 0, 1, 2], x[-1, -1, -1, -1] = float("nan"), float("inf"), float("-inf")
+    for layout in (torch.channels_last, torch.contiguous_format):
+        x = x.contiguous(memory_format=layout)
+        pooled = MaxPool2x2()(x)
+        torch.testing.assert_close(pooled, torch.nn.functional.max_pool2d(x, 2), rtol=0, atol=0, equal_nan=True)
+        assert pooled.is_contiguous(memory_format=layout)
+
+
+def test_the_form_is_a_copy_that_training_the_model_leaves_alone():
+    """The fp32 form's tensors are its own, even where the conversion changed nothing (an eval-mode,
+    channels_last model without BatchNorm): training the model on does not change the form's outputs."""
+    from vggnet.models.inference_form import MaxPool2x2, inference_form
+
+    torch.manual_seed(0)
+    model = vggnet.create_model("vgg11", num_classes=5, head="compact", width_mult=0.25).eval()
+    model = model.to(memory_format=torch.channels_last)
+    form = inference_form(model, torch.float32, torch.device("cpu"))
+    assert sum(isinstance(m, MaxPool2x2) for m in form.features) == 5  # the fp32 CPU form pools by maxima
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(form(x), expected, atol=1e-4, rtol=1e-4)
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+        torch.testing.assert_close(form(x), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_the_low_precision_form_fuses_only_where_onednn_runs_it():
     from vggnet.models.inference_form import ConvReLU, inference_form
 

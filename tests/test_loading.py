@@ -124,7 +124,33 @@ def test_old_batchnorm_files_without_batch_counters_load(tmp_path):
     source = tiny("vgg11_bn")
     path = tmp_path / "old.pth"
     torch.save({k: v for k, v in source.state_dict().items() if "num_batches_tracked" not in k}, path)
-    assert same_tensors(tiny("vgg11_bn", checkpoint_path=path), source, "features.0.")
+    model = tiny("vgg11_bn", checkpoint_path=path)
+    assert same_tensors(model, source, "features.0.")
+    assert model.features[1].num_batches_tracked.dtype == torch.long and model.features[1].num_batches_tracked == 0
+
+
+def test_a_model_built_for_weights_takes_them_and_initialises_the_rest(tmp_path):
+    """`create_model` with weights fills a model whose tensors were never allocated: every tensor ends up real,
+    in float32 whatever the file's dtype, trainable, and the layers the file lacks initialised by the model's own
+    scheme (here Xavier's, not torchvision's N(0, 0.01))."""
+    torch.manual_seed(0)
+    source = vggnet.create_model("vgg11", num_classes=10, width_mult=0.125)
+    path = tmp_path / "half.safetensors"
+    save_file({k: v.half() for k, v in source.state_dict().items()}, path)
+    model = vggnet.create_model("vgg11", num_classes=7, width_mult=0.125, init="xavier", checkpoint_path=path)
+    tensors = [*model.parameters(), *model.buffers()]
+    assert not any(t.is_meta for t in tensors) and all(t.dtype == torch.float32 for t in tensors)
+    assert all(isinstance(p, torch.nn.Parameter) and p.requires_grad for p in model.parameters())
+    assert torch.equal(model.features[0].weight, source.features[0].weight.half().float())
+    fresh = model.classifier[6]
+    xavier_std = (2 / (fresh.in_features + fresh.out_features)) ** 0.5
+    assert fresh.weight.std().item() == pytest.approx(xavier_std, rel=0.05)
+    assert not fresh.bias.any()
+    before = model.features[0].weight.detach().clone()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    assert not torch.equal(model.features[0].weight, before)  # the loaded tensors are the ones trained
 
 
 @pytest.mark.parametrize("in_chans", [1, 6])

@@ -15,8 +15,15 @@ import torch
 from ..data.preprocess import Preprocess
 from ..models.factory import create_model, rebuild_model
 from ..models.int8 import int8_module
-from ..models.loading import QUANTIZED_FORMAT, apply_state_dict, file_or_name, read_weights_file, weights_keyword
-from ..models.registry import build_model, list_models, resolve_name
+from ..models.loading import (
+    QUANTIZED_FORMAT,
+    apply_state_dict,
+    empty_model,
+    file_or_name,
+    read_weights_file,
+    weights_keyword,
+)
+from ..models.registry import list_models, resolve_name
 from ..models.vgg import VGG
 from ..runtime import resolve_device, resolve_precision
 
@@ -196,7 +203,7 @@ def _quantized(state_dict: dict[str, torch.Tensor], meta: dict, path: Path, devi
         if not isinstance(meta.get(key), kind):
             raise ValueError(f"{path}: entry {key!r} must be a {kind.__name__}")
     preprocess = _preprocess(meta["preprocess"], path)
-    model = build_model(meta["model"]["name"], **meta["model"]["kwargs"])
+    model = empty_model(meta["model"]["name"], **meta["model"]["kwargs"])
     apply_state_dict(model, state_dict, {"source": str(path)})
     module = int8_module(model, meta["observers"], preprocess.img_size)
     return LoadedModel(module, meta["classes"], preprocess, device, "int8", str(path))
@@ -220,7 +227,7 @@ def _registry_model(name: str, pretrained: str | Path) -> VGG:
     if "model" in meta:
         raise ValueError(f"{path} is a vggnet checkpoint: pass it as --model {path} (no --pretrained)")
     head, num_classes = head_of(state_dict)
-    model = create_model(name, num_classes=num_classes, head=head)
+    model = empty_model(name, num_classes=num_classes, head=head)
     apply_state_dict(model, state_dict, {"source": str(path)})
     return model
 

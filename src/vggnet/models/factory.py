@@ -14,6 +14,7 @@ import torch
 from .loading import (
     QUANTIZED_FORMAT,
     apply_state_dict,
+    empty_model,
     load_checkpoint,
     load_pretrained,
     read_weights_file,
@@ -60,13 +61,13 @@ def create_model(
     """
     if pretrained is not None:
         _check_weights_tag(pretrained, checkpoint_path)
-    model = build_model(name, **kwargs)
+    if pretrained is None and checkpoint_path is None:
+        return build_model(name, **kwargs)
+    model = empty_model(name, **kwargs)  # the weights fill it: not initialised only to be overwritten
     if pretrained is not None:
         report = load_pretrained(model, pretrained, progress=progress)
-    elif checkpoint_path is not None:
-        report = load_checkpoint(model, checkpoint_path)
     else:
-        return model
+        report = load_checkpoint(model, checkpoint_path)
     logger.log(logging.WARNING if report.skipped or report.adapted else logging.INFO, "%s", report)
     return model
 
@@ -124,7 +125,7 @@ def rebuild_model(state_dict: dict[str, torch.Tensor], meta: dict, path: Path) -
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs"), dict):
         raise ValueError(f"{path}: entry 'model' must be {{'name': str, 'kwargs': dict}}, got {spec!r}")
     try:
-        model = build_model(spec["name"], **spec["kwargs"])
+        model = empty_model(spec["name"], **spec["kwargs"])
     except TypeError as error:
         raise ValueError(f"{path}: entry 'model' has arguments VGG does not take ({error})") from error
     report = apply_state_dict(model, state_dict, {"source": str(path), **weights_description(meta)})

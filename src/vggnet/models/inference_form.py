@@ -8,9 +8,10 @@ oneDNN runs the precision, each convolution and linear layer also applies the Re
 blocked layout for the last input shape it saw instead of reordering them on every call: vgg16 at 224 runs 1.05-1.27x
 faster than the plain module (BENCHMARKS.md). fp32 convolutions with 256 or more input channels on maps up to 56x56
 run by Winograd's F(2x2, 3x3) (`winograd.py`): 1.06-1.28x more on vgg16 at 224; bf16 ones too on CPUs with
-AVX512-BF16 and no AMX (vgg16 at 224 1.12-1.20x on an AVX-512 EPYC). For torch.compile the ReLUs are left to
-inductor, and the convolutions Winograd takes run as the `vggnet::winograd_conv` operator (`WinogradConv`), which
-the compiled graph calls as it is. The outputs are the plain module's up to float rounding.
+AVX512-BF16 and no AMX (vgg16 at 224 1.12-1.20x on an AVX-512 EPYC). The max pools take two elementwise maxima
+(`MaxPool2x2`), 3-4x faster than PyTorch's pooling kernel on vgg16's first two. For torch.compile the ReLUs are
+left to inductor, and the convolutions Winograd takes run as the `vggnet::winograd_conv` operator (`WinogradConv`),
+which the compiled graph calls as it is. The outputs are the plain module's up to float rounding.
 
 Inputs go in as `inference_input` makes them, in batches of `vggnet.choices.INFERENCE_BATCH_SIZE`.
 """
@@ -122,6 +123,25 @@ class LinearReLU(nn.Linear):
         return torch.ops.mkldnn._linear_pointwise(x, self.weight.detach(), bias, self.attr, [], "")
 
 
+class MaxPool2x2(nn.MaxPool2d):
+    """VGG's 2x2 max pool (stride 2) as two elementwise maxima over strided views of a channels_last input: rows,
+    then columns, each reading memory in order. PyTorch's pooling kernel took 23 ms for vgg16's first pool at batch
+    8 in bf16 on a 2-core AVX-512 CPU, this 6.5 ms (BENCHMARKS.md); the outputs are the same, NaNs included. Other
+    inputs (odd sides, another layout) go to `nn.MaxPool2d`."""
+
+    def __init__(self) -> None:
+        super().__init__(kernel_size=2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, channels, height, width = x.shape
+        if height % 2 or width % 2 or not x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x)
+        rows = x.permute(0, 2, 3, 1).unflatten(1, (height // 2, 2))  # (n, height/2, 2, width, channels)
+        rows = torch.maximum(rows[:, :, 0], rows[:, :, 1])
+        columns = rows.unflatten(2, (width // 2, 2))  # (n, height/2, width/2, 2, channels)
+        return torch.maximum(columns[:, :, :, 0], columns[:, :, :, 1]).permute(0, 3, 1, 2)
+
+
 def onednn_runs(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether oneDNN's fused kernels run `dtype` on `device`: fp32 on any x86 CPU, bf16 and fp16 only where the
     CPU converts them natively (AVX-512 or AVX-NE-CONVERT; on plain AVX2 the kernels refuse)."""
@@ -151,6 +171,20 @@ def fuse_relu(model: VGG) -> VGG:
     return model
 
 
+def pool_by_maxima(model: VGG) -> VGG:
+    """Replace each 2x2 max pool of stride 2 with a `MaxPool2x2` (in place; layer names and indices stay)."""
+    features = model.features
+    for index, module in enumerate(features):
+        if type(module) is nn.MaxPool2d and _is_2x2(module):
+            features[index] = MaxPool2x2()
+    return model
+
+
+def _is_2x2(pool: nn.MaxPool2d) -> bool:
+    plain = pool.padding in (0, (0, 0)) and pool.dilation in (1, (1, 1)) and not pool.ceil_mode
+    return plain and not pool.return_indices and pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2))
+
+
 def use_winograd_op(model: VGG) -> VGG:
     """Replace each convolution that may run by Winograd (`winograd.WINOGRAD_MIN_CHANNELS` or more input channels,
     weights whose dtype it pays in) with a `WinogradConv` (in place; for torch.compile, where `fuse_relu`'s modules
@@ -163,6 +197,27 @@ def use_winograd_op(model: VGG) -> VGG:
     return model
 
 
+def _sharing_copy(model: VGG) -> VGG:
+    """A copy of `model` whose parameters and buffers are new tensors over `model`'s memory: converting the copy
+    then makes new tensors without copying vgg16's 528 MB of float32 weights first."""
+    memo = {}
+    for tensor in (*model.parameters(), *model.buffers()):
+        detached = tensor.detach()
+        memo[id(tensor)] = (
+            nn.Parameter(detached, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else detached
+        )
+    return copy.deepcopy(model, memo)
+
+
+def _unshare(form: VGG, model: VGG) -> None:
+    """Give each tensor of `form` that still shares `model`'s memory (one the conversion left as it was) its own
+    copy, so that `form` does not change when `model` is trained on."""
+    shared = {tensor.untyped_storage().data_ptr() for tensor in (*model.parameters(), *model.buffers())}
+    for tensor in (*form.parameters(), *form.buffers()):
+        if tensor.untyped_storage().data_ptr() in shared:
+            tensor.data = tensor.data.clone()
+
+
 def inference_form(model: VGG, dtype: torch.dtype, device: torch.device, fold: bool = True, fuse: bool = True) -> VGG:
     """A copy of `model` for inference in `dtype` on `device`; `model` itself is left as it is.
 
@@ -172,18 +227,23 @@ def inference_form(model: VGG, dtype: torch.dtype, device: torch.device, fold: b
         device: Where the copy runs.
         fold: Fold BatchNorm into the convolutions, and (with `fuse`) each ReLU into the layer before it (off when
             intermediate layers are read, as in `embed`, where `conv*` should stay the convolution's own output).
-        fuse: Fuse the ReLUs where oneDNN runs `dtype` on `device`. Off under torch.compile, whose frozen graph
-            fuses them itself; there the convolutions Winograd may take become `WinogradConv`s instead.
+        fuse: Fuse the ReLUs and pool by `MaxPool2x2` where oneDNN runs `dtype` on `device`. Off under
+            torch.compile, whose frozen graph fuses them itself; there the convolutions Winograd may take become
+            `WinogradConv`s instead.
 
     Returns:
         The copy in eval mode, on `device`, channels_last.
     """
-    form = copy.deepcopy(model).eval()
+    form = _sharing_copy(model).eval()
     if fold:
         fold_batchnorm(form)  # in float32, before the cast: one rounding of the folded weights, not two
     form = form.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    _unshare(form, model)
     if fold and onednn_runs(device, dtype):
-        (fuse_relu if fuse else use_winograd_op)(form)
+        if fuse:
+            pool_by_maxima(fuse_relu(form))
+        else:
+            use_winograd_op(form)
     return form
 
 

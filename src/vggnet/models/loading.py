@@ -22,6 +22,7 @@ import re
 import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file as load_safetensors
 
 from .registry import build_model, list_models
-from .vgg import VGG
+from .vgg import VGG, init_weights
 from .weights import PRETRAINED, fetch_pretrained, get_pretrained
 
 CHECKPOINT_FORMAT = "vggnet-checkpoint"
@@ -309,8 +310,7 @@ def _guess_variant(state_dict: dict[str, torch.Tensor]) -> str | None:
     given = {k: v for k, v in given.items() if not k.endswith("num_batches_tracked")}
     in_chans = given.get("features.0.weight", (0, 3))[1]
     for name in list_models():
-        with torch.device("meta"):
-            candidate = build_model(name, in_chans=in_chans, head="compact")
+        candidate = empty_model(name, in_chans=in_chans, head="compact")
         shapes = {k: tuple(v.shape) for k, v in candidate.state_dict().items() if k.startswith("features.")}
         if {k: v for k, v in shapes.items() if not k.endswith("num_batches_tracked")} == given:
             return name
@@ -365,17 +365,51 @@ def weights_description(meta: dict) -> dict:
     return {key: meta[key] for key in ("classes", "preprocess") if key in meta}
 
 
+def empty_model(name: str, **kwargs) -> VGG:
+    """A registry model whose tensors are not allocated yet (on the meta device), for `apply_state_dict` to fill
+    with a file's weights: initialising a vgg16 only to overwrite it took about a second of `vggnet predict`'s
+    start-up."""
+    with torch.device("meta"):
+        return build_model(name, **kwargs)
+
+
 def apply_state_dict(model: VGG, state_dict: dict[str, torch.Tensor], pretrained_cfg: dict) -> LoadReport:
-    """Remap `state_dict` onto `model` (see `remap_state_dict`), load it, and set `model.pretrained_cfg`."""
+    """Remap `state_dict` onto `model` (see `remap_state_dict`), load it, and set `model.pretrained_cfg`.
+
+    An `empty_model` takes the tensors themselves (no copy) onto the default device, and what they leave out is
+    initialised as a new model's (a new head by `model.init`'s scheme, BatchNorm's step counters at 0)."""
     remapped, report = remap_state_dict(state_dict, model)
     report.source = pretrained_cfg["source"]
-    missing, unexpected = model.load_state_dict(remapped, strict=False)
+    empty = any(parameter.is_meta for parameter in model.parameters())
+    if empty:
+        expected = model.state_dict()
+        device = torch.get_default_device()
+        remapped = {key: value.to(device, expected[key].dtype).contiguous() for key, value in remapped.items()}
+    missing, unexpected = model.load_state_dict(remapped, strict=False, assign=empty)
     assert not unexpected and set(missing) <= set(report.skipped) | _batch_counters(model), (missing, unexpected)
+    if empty:
+        _initialise_missing(model, device)
     pretrained_cfg = dict(pretrained_cfg)
     if report.skipped or len(pretrained_cfg.get("classes") or []) != model.num_classes:
         pretrained_cfg.pop("classes", None)
     model.pretrained_cfg = pretrained_cfg
     return report
+
+
+def _initialise_missing(model: VGG, device: torch.device) -> None:
+    """Allocate and initialise the tensors of an `empty_model` that no weights filled: whole layers (a new head),
+    and BatchNorm step counters absent from older files."""
+    for module in model.modules():
+        own = dict(chain(module.named_parameters(recurse=False), module.named_buffers(recurse=False)))
+        unfilled = {name for name, tensor in own.items() if tensor.is_meta}
+        if not unfilled:
+            continue
+        if unfilled == set(own):
+            module.to_empty(device=device, recurse=False)
+            init_weights(module, model.init)
+        else:
+            assert unfilled == {"num_batches_tracked"}, f"{type(module).__name__} left partly empty: {unfilled}"
+            module.num_batches_tracked = torch.zeros((), dtype=torch.long, device=device)
 
 
 def _batch_counters(model: VGG) -> set[str]:

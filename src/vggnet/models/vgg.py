@@ -81,7 +81,8 @@ def init_weights(module: nn.Module, scheme: str) -> None:
     """Initialise one layer in place.
 
     `"kaiming"` is torchvision's scheme (He-normal convolutions, N(0, 0.01) linear layers); `"xavier"` is the
-    seed note's (Xavier-uniform convolutions and linear layers). Biases start at 0, norm layers at identity.
+    seed note's (Xavier-uniform convolutions and linear layers). Biases start at 0, norm layers at identity with
+    fresh running statistics.
     """
     if isinstance(module, nn.Conv2d):
         if scheme == "kaiming":
@@ -97,8 +98,7 @@ def init_weights(module: nn.Module, scheme: str) -> None:
             nn.init.xavier_uniform_(module.weight)
         nn.init.zeros_(module.bias)
     elif isinstance(module, nn.modules.batchnorm._NormBase):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
+        module.reset_parameters()  # weight 1, bias 0, fresh running statistics
 
 
 class VGG(nn.Module):
@@ -185,8 +185,9 @@ class VGG(nn.Module):
             "flatten",
             *_HEAD_LAYER_NAMES[head],
         ]
-        for module in self.modules():
-            init_weights(module, init)
+        if not self.features[0].weight.is_meta:  # an empty model (`empty_model`) is left for weights to fill
+            for module in self.modules():
+                init_weights(module, init)
 
     def _make_fc(self, num_classes: int) -> nn.Module:
         return nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()

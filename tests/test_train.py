@@ -173,6 +173,30 @@ def test_resume_after_an_epoch_equals_an_uninterrupted_run(image_folder, tmp_pat
     assert [int(r["epoch"]) for r in read_rows(cut)] == [1, 2, 3]
 
 
+def test_the_augmentation_is_the_same_whatever_the_loader_processes(image_folder, tmp_path, monkeypatch):
+    """Each sample's random augmentation is seeded by (seed, epoch, index): a run with two loader processes
+    equals one that decodes in the training process, and its processes start once for the whole run (one set for
+    training, one for validation), not at every epoch."""
+    from torch.utils.data import dataloader
+
+    started, iterators = [], []
+    original = dataloader._MultiProcessingDataLoaderIter.__init__
+
+    def counting(self, loader):
+        started.append(loader.num_workers)
+        iterators.append(self)
+        original(self, loader)
+
+    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "__init__", counting)
+    settings = {"augment": "trivial", "dropout": 0.5, "deterministic": True, "seed": 5}
+    in_process = tiny_train(image_folder, tmp_path / "runs", name="in_process", workers=0, **settings)
+    assert started == []
+    with_workers = tiny_train(image_folder, tmp_path / "runs", name="two_workers", workers=2, **settings)
+    assert started == [2, 2]  # three epochs
+    assert not any(worker.is_alive() for iterator in iterators for worker in iterator._workers)  # the run ended them
+    _assert_same_run(in_process.run_dir, with_workers.run_dir)
+
+
 def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(image_folder, tmp_path, monkeypatch, capsys):
     settings = {"augment": "none", "dropout": 0.0, "deterministic": True}
     full = tiny_train(image_folder, tmp_path / "runs", name="full", **settings)

@@ -9,7 +9,7 @@ blocked layout for the last input shape it saw instead of reordering them on eve
 faster than the plain module (BENCHMARKS.md). fp32 convolutions with 256 or more input channels on maps up to 56x56
 run by Winograd's F(2x2, 3x3) (`winograd.py`): 1.06-1.28x more on vgg16 at 224; bf16 ones too on CPUs with
 AVX512-BF16 and no AMX (vgg16 at 224 1.12-1.20x on an AVX-512 EPYC). The max pools take two elementwise maxima
-(`MaxPool2x2`), 3-4x faster than PyTorch's pooling kernel on vgg16's first two. For torch.compile the ReLUs are
+(`MaxPool2x2`): 1.3-6x faster than PyTorch's pooling kernel on vgg16's first two. For torch.compile the ReLUs are
 left to inductor, and the convolutions Winograd takes run as the `vggnet::winograd_conv` operator (`WinogradConv`),
 which the compiled graph calls as it is. The outputs are the plain module's up to float rounding.
 
@@ -125,9 +125,11 @@ class LinearReLU(nn.Linear):
 
 class MaxPool2x2(nn.MaxPool2d):
     """VGG's 2x2 max pool (stride 2) as two elementwise maxima over strided views of a channels_last input: rows,
-    then columns, each reading memory in order. PyTorch's pooling kernel took 23 ms for vgg16's first pool at batch
-    8 in bf16 on a 2-core AVX-512 CPU, this 6.5 ms (BENCHMARKS.md); the outputs are the same, NaNs included. Other
-    inputs (odd sides, another layout) go to `nn.MaxPool2d`."""
+    then columns, each reading memory in order. vgg16's first two pools at batch 8 in bf16 on a 2-core AVX-512 CPU:
+    19.3 and 7.8 ms by PyTorch's pooling kernel, 3.3 and 1.8 ms by this, where freed memory goes back to the system
+    (the Python API's default); 4.2 and 2.1 ms against 3.3 and 1.8 where it is kept (`vggnet.allocator`, the
+    commands' setting). The outputs are the same, NaNs included. Other inputs (odd sides, another layout) go to
+    `nn.MaxPool2d`."""
 
     def __init__(self) -> None:
         super().__init__(kernel_size=2, stride=2)

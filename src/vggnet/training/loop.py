@@ -190,6 +190,7 @@ class _Run:
         try:
             stopped_early = self._train_epochs()
         finally:  # on every way out: the last epoch, an early stop, a stop request, an error
+            self.data.close()
             if self.writer is not None:
                 self.writer.close()
         best = self.best or {}

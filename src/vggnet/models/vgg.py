@@ -185,7 +185,7 @@ class VGG(nn.Module):
             "flatten",
             *_HEAD_LAYER_NAMES[head],
         ]
-        if not self.features[0].weight.is_meta:  # an empty model (`empty_model`) is left for weights to fill
+        if not next(self.parameters()).is_meta:  # an empty model (`empty_model`) is left for weights to fill
             for module in self.modules():
                 init_weights(module, init)
 

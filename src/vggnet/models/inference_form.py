@@ -135,7 +135,7 @@ class MaxPool2x2(nn.MaxPool2d):
         super().__init__(kernel_size=2, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, channels, height, width = x.shape
+        height, width = x.shape[-2:]
         if height % 2 or width % 2 or not x.is_contiguous(memory_format=torch.channels_last):
             return super().forward(x)
         rows = x.permute(0, 2, 3, 1).unflatten(1, (height // 2, 2))  # (n, height/2, 2, width, channels)

@@ -197,6 +197,33 @@ def test_the_augmentation_is_the_same_whatever_the_loader_processes(image_folder
     _assert_same_run(in_process.run_dir, with_workers.run_dir)
 
 
+def test_each_image_gets_the_same_augmentation_in_any_number_of_processes(image_folder):
+    """Under torchrun each process takes a share of the epoch's images; an image's random crop and flip are the
+    ones a single process gives it (and another epoch's differ)."""
+    from vggnet.data import discover_splits
+    from vggnet.training.config import make_config
+    from vggnet.training.distributed import Distributed
+    from vggnet.training.setup import TrainingData
+
+    config = make_config({"data": str(image_folder), "img_size": 32, "augment": "basic", "batch_size": 4, "workers": 0})
+    splits, preprocess = discover_splits(image_folder), Preprocess.imagenet(32)
+
+    def images_by_index(rank: int, world_size: int, epoch: int) -> dict[int, torch.Tensor]:
+        distributed = Distributed(rank=rank, world_size=world_size)
+        data = TrainingData(splits, preprocess, config, distributed, torch.device("cpu"))
+        images = torch.cat([batch for batch, _, _ in data.train_loader(epoch)])
+        return dict(zip(list(data.sampler), images, strict=True))
+
+    alone = images_by_index(0, 1, epoch=1)
+    shares = [images_by_index(rank, 2, epoch=1) for rank in (0, 1)]
+    assert set(shares[0]) | set(shares[1]) == set(alone)
+    for share in shares:
+        for index, image in share.items():
+            assert torch.equal(image, alone[index]), index
+    next_epoch = images_by_index(0, 1, epoch=2)
+    assert any(not torch.equal(next_epoch[index], image) for index, image in alone.items())
+
+
 def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(image_folder, tmp_path, monkeypatch, capsys):
     settings = {"augment": "none", "dropout": 0.0, "deterministic": True}
     full = tiny_train(image_folder, tmp_path / "runs", name="full", **settings)

@@ -105,6 +105,29 @@ def test_the_predict_photos_benchmark_times_both_sides_on_every_photo():
 
 
 @pytest.mark.slow
+def test_the_train_digits_benchmark_times_the_command_in_both_precisions():
+    command = [sys.executable, str(BENCHMARKS / "train_digits.py"), "--epochs", "1", "--format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stderr  # 1: a target missed (one epoch reaches no 0.98)
+    report = json.loads(done.stdout)
+    runs = report["runs"]
+    assert sorted(runs) == ["default", "fp32"] and report["rounds"] == 1
+    for run in runs.values():
+        assert run["epochs"] == 1 and 0 <= run["best_top1"] <= 1
+        assert run["wall_s"] > 0 and run["images_per_s"] > 0
+    assert report["speedup"] == pytest.approx(runs["fp32"]["wall_s"] / runs["default"]["wall_s"])
+    checks = report["checks"]
+    assert checks == {
+        "wall_s": runs["default"]["wall_s"] <= 60,
+        "top1_floor": runs["default"]["best_top1"] >= 0.98,
+        "speedup": report["speedup"] >= 1.8,
+        "same_top1": runs["default"]["best_top1"] >= runs["fp32"]["best_top1"] - 0.01,
+    }
+    assert report["pass"] == all(checks.values())
+    assert done.returncode == (0 if report["pass"] else 1)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_the_cpu_kernels_benchmark_times_both_sides_of_each_case(precision):
     command = [sys.executable, str(BENCHMARKS / "cpu_kernels.py"), "--model", "vgg11", "--img-size", "64",

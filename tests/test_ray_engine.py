@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 from conftest import rows_by_path, write_image_folder
+from serving import wait_for
 
 import vggnet
 from vggnet.cli import main
@@ -89,7 +90,11 @@ def test_a_model_actor_killed_mid_job_leaves_every_row_exactly_once(tmp_path):
     thread = threading.Thread(target=job)
     thread.start()
     record = out / "_vggnet.json"
-    wait_for(lambda: not thread.is_alive() or (record.is_file() and json.loads(record.read_text())["shards"]))
+    wait_for(
+        lambda: not thread.is_alive() or (record.is_file() and json.loads(record.read_text())["shards"]),
+        "the job's first shard or its end",
+        timeout=300,
+    )
     killed = [pid for pid in actor_pids() if _kill(pid)]
     written = len(json.loads(record.read_text())["shards"]) if record.is_file() else 0
     assert killed and thread.is_alive() and written < 16, "the job ended before an actor could be killed"
@@ -148,13 +153,3 @@ def _kill(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def wait_for(condition, timeout: float = 300.0) -> None:
-    """Poll `condition` until it holds (a bounded wait for a state, never a guessed sleep)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_train
+from serving import wait_for
 
 import vggnet
 from vggnet import atomic as checkpoint_module
@@ -193,7 +194,9 @@ def test_the_augmentation_is_the_same_whatever_the_loader_processes(image_folder
     assert started == []
     with_workers = tiny_train(image_folder, tmp_path / "runs", name="two_workers", workers=2, **settings)
     assert started == [2, 2]  # three epochs
-    assert not any(worker.is_alive() for iterator in iterators for worker in iterator._workers)  # the run ended them
+    workers = [worker for iterator in iterators for worker in iterator._workers]
+    # The run ended them (joined, or terminated after torch's join timeout: then dead a moment later)
+    wait_for(lambda: not any(worker.is_alive() for worker in workers), "the loader processes to end")
     _assert_same_run(in_process.run_dir, with_workers.run_dir)
 
 

@@ -24,6 +24,7 @@ from vggnet.data import (
     write_digits,
 )
 from vggnet.data.digits import digits_folder
+from vggnet.data.transforms import seeded_draws
 
 IMAGENET = Preprocess.imagenet()
 
@@ -312,6 +313,23 @@ def test_train_transforms_give_the_network_input(augment):
         torch.testing.assert_close(x, preprocess.transform()(image))
     with pytest.raises(ValueError, match="unknown augment 'strong'; choose one of: none, basic, trivial"):
         preprocess.transform(train=True, augment="strong")
+
+
+def test_seeded_draws_seed_the_augmentation_and_give_the_generator_back():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    augment = Preprocess(32, 36).transform(train=True, augment="trivial")
+    torch.manual_seed(123)
+    with seeded_draws(7):
+        first = augment(image)
+    after = torch.rand(4)
+    torch.manual_seed(7)
+    torch.testing.assert_close(first, augment(image), rtol=0, atol=0)  # torch.manual_seed's draws
+    with seeded_draws(7):
+        torch.testing.assert_close(augment(image), first, rtol=0, atol=0)
+    torch.manual_seed(123)
+    torch.testing.assert_close(after, torch.rand(4), rtol=0, atol=0)  # as if the block had drawn nothing
+    with seeded_draws(8):
+        assert not torch.equal(augment(image), first)
 
 
 # ---- the preprocessing record -----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from .decode import UnreadableImageError, decode_image
 from .preprocess import Preprocess
-from .transforms import train_geometry
+from .transforms import seeded_draws, train_geometry
 
 logger = logging.getLogger("vggnet")
 
@@ -160,8 +160,7 @@ class DeviceAugment:
         labels = labels[kept].to(self.device, non_blocking=True)
         if not kept:
             return torch.empty(0, device=self.device), labels
-        with torch.random.fork_rng(devices=[]):  # the transforms draw from the CPU generator
-            torch.manual_seed(seed)
+        with seeded_draws(seed):
             batch = torch.stack([self.geometry(decoded[index]) for index in kept])
         batch = batch.float().sub_(self.mean).div_(self.std)
         return batch.contiguous(memory_format=torch.channels_last), labels

@@ -29,6 +29,7 @@ from ..data import (
     splits_of,
 )
 from ..data.device_decode import DeviceAugment, EncodedImageDataset, collate_encoded
+from ..data.transforms import seeded_draws
 from ..extras import require
 from ..models.factory import create_model
 from ..models.loading import weights_keyword
@@ -148,8 +149,7 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         index, seed = key
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_draws(seed):
             return self.dataset[index]
 
 

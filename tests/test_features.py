@@ -194,6 +194,42 @@ def test_results_mark_the_best_epoch_with_whole_epochs_and_a_legend_off_the_curv
     assert best[0].get_label() == "best: epoch 3, val top-1 0.9000"
 
 
+def _history(epochs: int, loss: float, growth: float) -> list[dict]:
+    return [
+        {"epoch": epoch, "train_loss": loss * growth**epoch, "val_loss": 1.3 * loss * growth**epoch,
+         "train_top1": 0.5, "val_top1": 0.123456 + epoch / 10_000, "val_top5": 0.9}
+        for epoch in range(1, epochs + 1)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        _history(1, 3e-5, 1.0),
+        _history(1000, 0.31, 1.0004),
+        _history(12, 2000.0, 0.1),
+        _history(30, 0.35, 1.001),
+        _history(5, 1.1e-4, 1.1),
+    ],
+    ids=["one epoch, tiny losses", "1000 epochs", "losses over 8 decades", "a narrow loss range", "narrow and small"],
+)
+def test_results_fit_every_label_inside_the_picture(rows, tmp_path, saved_figures):
+    """results.png lays itself out by fixed margins: every tick label, axis label, title and legend must still be
+    inside the picture, and the two panels' must not overlap."""
+    plot_results(rows, tmp_path / "results.png")
+    [figure] = saved_figures
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)  # the pyplot figure's canvas went with plt.close
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    boxes = [axis.get_tightbbox(renderer) for axis in figure.axes]
+    for box in boxes:
+        assert figure.bbox.x0 <= box.x0 and box.x1 <= figure.bbox.x1, (box, figure.bbox)
+        assert figure.bbox.y0 <= box.y0 and box.y1 <= figure.bbox.y1, (box, figure.bbox)
+    assert not boxes[0].overlaps(boxes[1])
+
+
 def test_confusion_matrix_of_a_class_subset_shows_the_evaluated_classes(trained, tmp_path, saved_figures):
     checkpoint, _ = trained
     some = write_image_folder(tmp_path / "deep" / "folder" / "ants_and_cats", classes=("ant", "cat"), split=False)

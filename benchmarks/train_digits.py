@@ -81,6 +81,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         "torch": torch.__version__,
         "default_precision": resolve_precision("auto", torch.device("cpu")),
         "rounds": args.rounds,
+        "epochs": args.epochs,  # None: the main job's own
         "runs": figures,
     }
     if "fp32" in figures:
@@ -110,6 +111,8 @@ def render(measured: dict) -> str:
         )
     checks = measured["checks"]
     lines += ["", "targets (issue 15):"]
+    if measured["epochs"] is not None:
+        lines.append(f"  (--epochs {measured['epochs']}: not the main job, which the targets are set for)")
     if "speedup" in measured:
         lines.append(
             f"  fp32 wall over default wall >= {SPEEDUP_TARGET}: {measured['speedup']:.2f}x "

@@ -226,6 +226,29 @@ def test_dataset_skips_unreadable_files(bad_files):
     assert images.shape == (2, 3, 32, 32) and labels.tolist() == [0, 2] and dropped == 1
 
 
+def test_a_dataset_kept_decoded_gives_the_same_items_and_skips_the_same_files(bad_files, tmp_path):
+    good, bad = bad_files
+    photo = _saved(
+        tmp_path, Image.fromarray(np.random.default_rng(1).integers(0, 256, (90, 120, 3), np.uint8)), "p.jpg"
+    )
+    samples = [(good, 0), (bad[0], 1), (photo, 2), (bad[4], 1)]
+    dataset = ImageListDataset(samples, Preprocess(32, 36).transform(train=True, augment="trivial"), decode_size=40)
+    torch.manual_seed(3)
+    read = [dataset[i] for i in range(len(samples))]
+    # What load_rgb gives: the 16x16 PNG, and the 120x90 JPEG decoded at half scale for a short side of 40
+    pixels = 16 * 16 * 3 + 60 * 45 * 3
+    assert dataset.estimate_decoded_bytes() == pixels * 2  # the two readable ones' mean, for four images
+    assert dataset.keep_decoded(threads=2) == pixels
+    for path, _ in samples:  # no file is read again
+        if path.is_file():
+            path.unlink()
+    torch.manual_seed(3)
+    kept = [dataset[i] for i in range(len(samples))]
+    assert [item is None for item in kept] == [item is None for item in read] == [False, True, False, True]
+    for (image, label), (expected, expected_label) in zip(kept[::2], read[::2], strict=True):
+        assert label == expected_label and torch.equal(image, expected)
+
+
 # ---- transforms --------------------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ import functools
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -198,6 +199,38 @@ def test_the_augmentation_is_the_same_whatever_the_loader_processes(image_folder
     # The run ended them (joined, or terminated after torch's join timeout: then dead a moment later)
     wait_for(lambda: not any(worker.is_alive() for worker in workers), "the loader processes to end")
     _assert_same_run(in_process.run_dir, with_workers.run_dir)
+
+
+def test_a_run_from_decoded_images_kept_in_memory_equals_one_that_reads_them(image_folder, tmp_path, monkeypatch):
+    """--cache ram decodes each image once, before the first epoch; loader processes forked after it read the kept
+    pixels, and the run is the one that reads and decodes the files at every epoch."""
+    from vggnet.data import dataset
+
+    settings = {"augment": "trivial", "dropout": 0.5, "deterministic": True, "seed": 5}
+    read = tiny_train(image_folder, tmp_path / "runs", name="read", workers=0, **settings)
+    decoded, load_rgb = [], dataset.load_rgb
+    monkeypatch.setattr(dataset, "load_rgb", lambda path, size: decoded.append(path) or load_rgb(path, size))
+    kept = tiny_train(image_folder, tmp_path / "runs", name="kept", workers=2, cache="ram", **settings)
+    _assert_same_run(read.run_dir, kept.run_dir)
+    images = sorted(path for split in ("train", "val") for path in (image_folder / split).rglob("*.png"))
+    # The size estimate's sample (every image of so small a set), then each image once; none after, in any process
+    # (the loader processes are forked copies of this one: their decoding would not be counted here, so the next
+    # run decodes in this process).
+    assert sorted(map(Path, decoded)) == sorted(images * 2)
+    decoded.clear()
+    tiny_train(image_folder, tmp_path / "runs", name="in_process", workers=0, cache="ram", **settings)
+    assert len(decoded) == 2 * len(images)
+
+
+def test_images_that_would_not_fit_in_memory_are_read_at_every_epoch(image_folder, tmp_path, monkeypatch, caplog):
+    from vggnet.training import setup
+
+    monkeypatch.setattr(setup, "available_memory_bytes", lambda: 1000)
+    with caplog.at_level("WARNING", logger="vggnet"):
+        result = tiny_train(image_folder, tmp_path / "runs", cache="ram")
+    [warning] = [record.getMessage() for record in caplog.records if "--cache ram" in record.getMessage()]
+    assert "more than half of the 0.0 GB of memory available; reading them from disk at every epoch" in warning
+    assert result.best["val_top1"] >= 0
 
 
 def test_each_image_gets_the_same_augmentation_in_any_number_of_processes(image_folder):

@@ -7,6 +7,7 @@ DEVICES = ("auto", "cpu", "cuda")  # runtime.resolve_device
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # runtime.resolve_precision
 AUGMENTS = ("none", "basic", "trivial")  # Preprocess.transform(train=True, augment=...)
 DECODE_PLACES = ("workers", "device")  # training.setup.TrainingData (data.device_decode for "device")
+CACHES = ("none", "ram")  # training.setup.TrainingData (data.dataset.ImageListDataset.keep_decoded for "ram")
 REPORT_FORMATS = ("table", "json", "markdown")  # analysis.ModelSummary.render, `vggnet models`
 EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")  # infer.export.export
 ENGINES = ("local", "ray")  # engines.verbs.run

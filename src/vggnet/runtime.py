@@ -69,5 +69,25 @@ def loader_workers(workers: int | None, images: int, batch_size: int) -> int:
 
 def default_workers() -> int:
     """Data-loading processes: one per spare core, at most 8 (0 loads in the training process)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cores - 1))
+    return max(0, min(8, usable_cores() - 1))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def available_memory_bytes() -> int | None:
+    """The memory the system can give without swapping (Linux's MemAvailable, which counts reclaimable caches), or
+    the free memory where there is no /proc/meminfo; None where neither is known."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -1,9 +1,12 @@
 """A dataset over (path, label) samples that survives unreadable files."""
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from .decode import UnreadableImageError, load_rgb
@@ -14,24 +17,56 @@ logger = logging.getLogger("vggnet")
 class ImageListDataset(Dataset):
     """Decodes `samples[i]`'s file with `load_rgb` and applies `transform`; an unreadable file yields None (and a
     warning), which `collate_skipping_failures` drops from the batch. `decode_size` (`Preprocess.decode_size`)
-    lets huge JPEGs decode at reduced scale."""
+    lets huge JPEGs decode at reduced scale. After `keep_decoded`, items come from the decoded pixels it kept."""
 
     def __init__(self, samples: list[tuple[Path, int]], transform, decode_size: int | None) -> None:
         self.samples = samples
         self.transform = transform
         self.decode_size = decode_size
+        self._decoded: list[np.ndarray | None] | None = None  # `keep_decoded`'s pixels (None: unreadable)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
-        path, label = self.samples[index]
+        if self._decoded is None:
+            image = self._decode(index)
+        else:
+            pixels = self._decoded[index]
+            image = None if pixels is None else Image.fromarray(pixels)  # the decoded image, pixel for pixel
+        return None if image is None else (self.transform(image), self.samples[index][1])
+
+    def keep_decoded(self, threads: int) -> int:
+        """Decode every image now, on `threads` threads, and keep its pixels (uint8, read-only) in memory: every
+        later read skips the file and the decoder, and gets the same image. The transform still runs at every read,
+        so random augmentation stays random. Loader processes forked afterwards share the pixels. Returns the bytes
+        kept (`estimate_decoded_bytes` says how many beforehand)."""
+        with ThreadPoolExecutor(threads) as pool:
+            self._decoded = list(pool.map(self._decode_pixels, range(len(self))))
+        return sum(pixels.nbytes for pixels in self._decoded if pixels is not None)
+
+    def estimate_decoded_bytes(self, sample_size: int = 32) -> int:
+        """About the bytes `keep_decoded` would keep, from `sample_size` images spread over the dataset."""
+        if not self.samples:
+            return 0
+        indices = np.linspace(0, len(self) - 1, min(sample_size, len(self))).round().astype(int)
+        sizes = [pixels.nbytes for pixels in map(self._decode_pixels, indices.tolist()) if pixels is not None]
+        return round(np.mean(sizes) * len(self)) if sizes else 0
+
+    def _decode(self, index: int) -> Image.Image | None:
         try:
-            image = load_rgb(path, self.decode_size)
+            return load_rgb(self.samples[index][0], self.decode_size)
         except UnreadableImageError as error:
             logger.warning("skipped unreadable image %s", error)
             return None
-        return self.transform(image), label
+
+    def _decode_pixels(self, index: int) -> np.ndarray | None:
+        image = self._decode(index)
+        if image is None:
+            return None
+        pixels = np.asarray(image)
+        pixels.setflags(write=False)  # read by every later read (and loader process), changed by none
+        return pixels
 
 
 def collate_skipping_failures(batch: list) -> tuple[torch.Tensor, torch.Tensor, int]:

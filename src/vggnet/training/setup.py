@@ -8,6 +8,7 @@ import math
 import os
 import random
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from ..extras import require
 from ..models.factory import create_model
 from ..models.loading import weights_keyword
 from ..models.vgg import VGG
+from ..runtime import available_memory_bytes, usable_cores
 from .config import TrainConfig
 from .distributed import Distributed
 from .scan import check_data
@@ -153,6 +155,33 @@ class SeededSamples(Dataset):
             return self.dataset[index]
 
 
+def keep_decoded(datasets: list[ImageListDataset], distributed: Distributed) -> None:
+    """`--cache ram`: decode the datasets' images once, now, and keep them in memory for the run, when they fit in
+    half the memory available to this machine's training processes; else say so, and they are read at every epoch.
+    Before the loaders start their processes, which then share the pixels."""
+    needed = sum(dataset.estimate_decoded_bytes() for dataset in datasets)
+    available = available_memory_bytes()
+    budget = None if available is None else available // 2 // distributed.local_world_size
+    if budget is not None and needed > budget:
+        if distributed.is_main:
+            sharing = distributed.local_world_size
+            logger.warning(
+                "--cache ram: the images would take about %.1f GB decoded, more than %s of the %.1f GB of memory "
+                "available; reading them from disk at every epoch instead",
+                needed / 1e9,
+                "half" if sharing == 1 else f"half, shared by {sharing} training processes,",
+                available / 1e9,
+            )
+        return
+    started = time.perf_counter()
+    kept = sum(dataset.keep_decoded(usable_cores()) for dataset in datasets)
+    if distributed.is_main:
+        images = sum(len(dataset) for dataset in datasets)
+        print(
+            f"cache: {images} images decoded into memory ({kept / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s"
+        )
+
+
 class TrainingData:
     """A run's data: its classes, the datasets of its splits, and the batches this process takes of them. The train
     set is shuffled per epoch and dealt out to the processes (DistributedSampler); validation takes eval's batches
@@ -182,6 +211,8 @@ class TrainingData:
             self.train_set = ImageListDataset(splits.train, train_transform, preprocess.decode_size)
             self._collate, self._on_device = collate_skipping_failures, None
         self.val_set = ImageListDataset(splits.val, preprocess.transform(), preprocess.decode_size)
+        if config.cache == "ram":  # what the loader processes would decode: with --decode device, validation's
+            keep_decoded([self.val_set] if config.decode == "device" else [self.train_set, self.val_set], distributed)
         self.sampler = DistributedSampler(
             self.train_set, distributed.world_size, distributed.rank, shuffle=True, seed=config.seed
         )

@@ -25,7 +25,7 @@ OPTIMIZER_DEFAULTS = {"sgd": {"lr": 0.01, "weight_decay": 5e-4}, "adamw": {"lr":
 # The built-in digits (8x8 images): a compact VGG at 32x32, no cropping, small enough to train on a CPU; decoded in
 # the training process, where the tiny PNGs cost little and a loader process costs more than it saves (on a 2-core
 # AVX-512 EPYC, the whole run with one: 59.9 and 71.2 s, against 57.6 and 65.9 s without, interleaved), and once:
-# kept in memory (0.3 MB), decoding them cost 0.25 s an epoch.
+# kept in memory (0.3 MB), reading and decoding them cost 0.15 s an epoch.
 DIGITS_DEFAULTS = {
     "model": "vgg11_bn",
     "head": "compact",

@@ -223,14 +223,23 @@ def test_a_run_from_decoded_images_kept_in_memory_equals_one_that_reads_them(ima
 
 
 def test_images_that_would_not_fit_in_memory_are_read_at_every_epoch(image_folder, tmp_path, monkeypatch, caplog):
+    """The memory check counts a copy of the pixels for each process that holds one: off Linux, each loader
+    process gets its own."""
+    from vggnet.data.dataset import ImageListDataset
     from vggnet.training import setup
 
-    monkeypatch.setattr(setup, "available_memory_bytes", lambda: 1000)
+    kept = []
+    monkeypatch.setattr(ImageListDataset, "keep_decoded", lambda self, threads: kept.append(len(self)) or 0)
+    pixels = 36 * 20 * 20 * 3  # the folder's 36 images, 20x20
+    monkeypatch.setattr(setup, "available_memory_bytes", lambda: 2 * pixels + 1)  # half holds one copy
+    tiny_train(image_folder, tmp_path / "runs", name="fits", cache="ram", workers=2)
+    assert kept == [24, 12]
+    monkeypatch.setattr(setup, "LOADERS_FORK", False)
     with caplog.at_level("WARNING", logger="vggnet"):
-        result = tiny_train(image_folder, tmp_path / "runs", cache="ram")
+        result = tiny_train(image_folder, tmp_path / "runs", name="three_copies", cache="ram", workers=2)
+    assert kept == [24, 12] and result.best["val_top1"] >= 0  # nothing kept, and the run went on
     [warning] = [record.getMessage() for record in caplog.records if "--cache ram" in record.getMessage()]
-    assert "more than half of the 0.0 GB of memory available; reading them from disk at every epoch" in warning
-    assert result.best["val_top1"] >= 0
+    assert "(3 copies: one for each process), more than half of the 0.0 GB of memory available; reading" in warning
 
 
 def test_each_image_gets_the_same_augmentation_in_any_number_of_processes(image_folder):

@@ -42,6 +42,9 @@ from .scan import check_data
 from .signals import ignore_stop_signals
 
 logger = logging.getLogger("vggnet")
+# Loader processes start by fork on Linux (sharing the training process's memory, `--cache ram`'s pixels too); on
+# other systems Python's default starts them afresh.
+LOADERS_FORK = sys.platform == "linux"
 
 # The cosine schedule ends at this fraction of the peak learning rate.
 FINAL_LR_FRACTION = 0.01
@@ -155,21 +158,21 @@ class SeededSamples(Dataset):
             return self.dataset[index]
 
 
-def keep_decoded(datasets: list[ImageListDataset], distributed: Distributed) -> None:
-    """`--cache ram`: decode the datasets' images once, now, and keep them in memory for the run, when they fit in
-    half the memory available to this machine's training processes; else say so, and they are read at every epoch.
-    Before the loaders start their processes, which then share the pixels."""
-    needed = sum(dataset.estimate_decoded_bytes() for dataset in datasets)
+def keep_decoded(datasets: list[ImageListDataset], distributed: Distributed, workers: int) -> None:
+    """`--cache ram`: decode the datasets' images once, now, and keep them in memory for the run, when every copy
+    fits in half the memory available: one for each training process on this machine, which its loader processes
+    share on Linux (forked after this), and one for each of those elsewhere (where they start afresh and are sent a
+    copy). Else say so: the images are then read at every epoch."""
+    copies = distributed.local_world_size * (1 if LOADERS_FORK else 1 + workers)
+    needed = sum(dataset.estimate_decoded_bytes() for dataset in datasets) * copies
     available = available_memory_bytes()
-    budget = None if available is None else available // 2 // distributed.local_world_size
-    if budget is not None and needed > budget:
+    if available is not None and needed > available // 2:
         if distributed.is_main:
-            sharing = distributed.local_world_size
             logger.warning(
-                "--cache ram: the images would take about %.1f GB decoded, more than %s of the %.1f GB of memory "
-                "available; reading them from disk at every epoch instead",
+                "--cache ram: the images would take about %.1f GB decoded%s, more than half of the %.1f GB of "
+                "memory available; reading them from disk at every epoch instead",
                 needed / 1e9,
-                "half" if sharing == 1 else f"half, shared by {sharing} training processes,",
+                f" ({copies} copies: one for each process)" if copies > 1 else "",
                 available / 1e9,
             )
         return
@@ -212,7 +215,8 @@ class TrainingData:
             self._collate, self._on_device = collate_skipping_failures, None
         self.val_set = ImageListDataset(splits.val, preprocess.transform(), preprocess.decode_size)
         if config.cache == "ram":  # what the loader processes would decode: with --decode device, validation's
-            keep_decoded([self.val_set] if config.decode == "device" else [self.train_set, self.val_set], distributed)
+            cached = [self.val_set] if config.decode == "device" else [self.train_set, self.val_set]
+            keep_decoded(cached, distributed, config.workers)
         self.sampler = DistributedSampler(
             self.train_set, distributed.world_size, distributed.rank, shuffle=True, seed=config.seed
         )
@@ -276,7 +280,7 @@ class TrainingData:
             pin_memory=self._device.type == "cuda",
             persistent_workers=workers > 0,
             worker_init_fn=ignore_stop_signals,
-            multiprocessing_context="fork" if workers and sys.platform == "linux" else None,
+            multiprocessing_context="fork" if workers and LOADERS_FORK else None,
             **batching,
         )
 

@@ -143,7 +143,8 @@ def train_help_defaults(capsys, monkeypatch) -> dict[str, tuple[str, str | None]
         main(["train", "--help"])
     options = re.sub(r"\n {3,}", " ", capsys.readouterr().out.split("options:")[1])  # a help line under its flag
     shown = {}
-    for flag, default in re.findall(r"^  (--[a-z-]+)[^\n(]*\(([^)]*)\)$", options, flags=re.MULTILINE):
+    # the default: the last parenthesised words of the line (a help text may have its own before them)
+    for flag, default in re.findall(r"^  (--[a-z-]+)[^\n]*\(([^()]*)\)$", options, flags=re.MULTILINE):
         with_data, _, without_data = default.partition("; without --data: ")
         shown[flag] = (with_data, without_data or None)
     return shown
@@ -172,6 +173,7 @@ def test_train_help_shows_the_defaults_each_kind_of_run_uses(capsys, monkeypatch
     assert shown["--epochs"] == ("30", "10") and shown["--model"] == ("vgg16_bn", "vgg11_bn")
     # a prose default, and the digits' own: decoded in the training process
     assert shown["--workers"] == ("default: one per spare core", "0") and without_data.workers == 0
+    assert shown["--cache"] == ("none", "ram") and (with_data.cache, without_data.cache) == ("none", "ram")
 
 
 def test_train_has_a_flag_for_each_config_field_and_three_of_its_own():

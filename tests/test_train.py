@@ -242,6 +242,17 @@ def test_images_that_would_not_fit_in_memory_are_read_at_every_epoch(image_folde
     assert "(3 copies: one for each process), more than half of the 0.0 GB of memory available; reading" in warning
 
 
+def test_with_decode_device_the_cache_keeps_the_validation_images(image_folder, tmp_path, monkeypatch):
+    """--decode device's loader reads the training images' bytes, which the device decodes: only validation's
+    images are decoded by the loader processes, and so kept decoded."""
+    from vggnet.data.dataset import ImageListDataset
+
+    kept = []
+    monkeypatch.setattr(ImageListDataset, "keep_decoded", lambda self, threads: kept.append(len(self)) or 0)
+    tiny_train(image_folder, tmp_path / "runs", cache="ram", decode="device", device="cpu")
+    assert kept == [12]  # the folder's 12 validation images; none of its 24 training images
+
+
 def test_each_image_gets_the_same_augmentation_in_any_number_of_processes(image_folder):
     """Under torchrun each process takes a share of the epoch's images; an image's random crop and flip are the
     ones a single process gives it (and another epoch's differ)."""

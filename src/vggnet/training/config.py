@@ -118,9 +118,9 @@ class TrainConfig:
     )
     cache: str = _setting(
         "none",
-        "ram: decode every image once, before the first epoch, and keep the pixels in memory for the run (if they "
-        "take at most half the memory available), so that epochs skip reading and decoding them (with --decode "
-        "device, the validation images)",
+        "ram: decode every image once, before the first epoch, and keep the pixels in memory for the run if they "
+        "take at most half the memory available, so that epochs skip reading and decoding them; with --decode "
+        "device, the validation images",
         choices=CACHES,
     )
     seed: int = _setting(0, "random seed")

@@ -158,7 +158,7 @@ class SeededSamples(Dataset):
             return self.dataset[index]
 
 
-def keep_decoded(datasets: list[ImageListDataset], distributed: Distributed, workers: int) -> None:
+def cache_in_memory(datasets: list[ImageListDataset], distributed: Distributed, workers: int) -> None:
     """`--cache ram`: decode the datasets' images once, now, and keep them in memory for the run, when every copy
     fits in half the memory available: one for each training process on this machine, which its loader processes
     share on Linux (forked after this), and one for each of those elsewhere (where they start afresh and are sent a
@@ -216,7 +216,7 @@ class TrainingData:
         self.val_set = ImageListDataset(splits.val, preprocess.transform(), preprocess.decode_size)
         if config.cache == "ram":  # what the loader processes would decode: with --decode device, validation's
             cached = [self.val_set] if config.decode == "device" else [self.train_set, self.val_set]
-            keep_decoded(cached, distributed, config.workers)
+            cache_in_memory(cached, distributed, config.workers)
         self.sampler = DistributedSampler(
             self.train_set, distributed.world_size, distributed.rank, shuffle=True, seed=config.seed
         )

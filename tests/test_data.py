@@ -226,7 +226,7 @@ def test_dataset_skips_unreadable_files(bad_files):
     assert images.shape == (2, 3, 32, 32) and labels.tolist() == [0, 2] and dropped == 1
 
 
-def test_a_dataset_kept_decoded_gives_the_same_items_and_skips_the_same_files(bad_files, tmp_path):
+def test_a_dataset_kept_decoded_gives_the_same_items_and_skips_the_same_files(bad_files, tmp_path, caplog):
     good, bad = bad_files
     photo = _saved(
         tmp_path, Image.fromarray(np.random.default_rng(1).integers(0, 256, (90, 120, 3), np.uint8)), "p.jpg"
@@ -237,8 +237,12 @@ def test_a_dataset_kept_decoded_gives_the_same_items_and_skips_the_same_files(ba
     read = [dataset[i] for i in range(len(samples))]
     # What load_rgb gives: the 16x16 PNG, and the 120x90 JPEG decoded at half scale for a short side of 40
     pixels = 16 * 16 * 3 + 60 * 45 * 3
-    assert dataset.estimate_decoded_bytes() == pixels * 2  # the two readable ones' mean, for four images
-    assert dataset.keep_decoded(threads=2) == pixels
+    caplog.clear()  # the reads above warned about the unreadable files; the cache warns once more about each
+    with caplog.at_level("WARNING", logger="vggnet"):
+        assert dataset.estimate_decoded_bytes() == pixels * 2  # the two readable ones' mean, for four images
+        assert dataset.keep_decoded(threads=2) == pixels
+    warned = [record.getMessage() for record in caplog.records]
+    assert [sum(str(path) in message for message in warned) for path in (bad[0], bad[4])] == [1, 1]
     for path, _ in samples:  # no file is read again
         if path.is_file():
             path.unlink()

@@ -242,6 +242,21 @@ def test_images_that_would_not_fit_in_memory_are_read_at_every_epoch(image_folde
     assert "(3 copies: one for each process), more than half of the 0.0 GB of memory available; reading" in warning
 
 
+def test_the_processes_on_a_machine_share_its_cores_to_fill_the_cache(monkeypatch):
+    """Under torchrun every process keeps its own copy: each decodes with its share of the machine's cores."""
+    from vggnet.data.dataset import ImageListDataset
+    from vggnet.training import setup
+    from vggnet.training.distributed import Distributed
+
+    threads = []
+    monkeypatch.setattr(ImageListDataset, "keep_decoded", lambda self, count: threads.append(count) or 0)
+    monkeypatch.setattr(setup, "usable_cores", lambda: 8)
+    dataset = ImageListDataset([], transform=None, decode_size=None)
+    for local_world_size in (1, 3, 8, 16):
+        setup.cache_in_memory([dataset], Distributed(0, 16, 0, local_world_size), workers=2)
+    assert threads == [8, 2, 1, 1]
+
+
 def test_with_decode_device_the_cache_keeps_the_validation_images(image_folder, tmp_path, monkeypatch):
     """--decode device's loader reads the training images' bytes, which the device decodes: only validation's
     images are decoded by the loader processes, and so kept decoded."""

@@ -50,18 +50,21 @@ class ImageListDataset(Dataset):
         if not self.samples:
             return 0
         indices = np.linspace(0, len(self) - 1, min(sample_size, len(self))).round().astype(int)
-        sizes = [pixels.nbytes for pixels in map(self._decode_pixels, indices.tolist()) if pixels is not None]
+        # Quietly: an unreadable file is warned about once, when it is read for the run.
+        decoded = (self._decode_pixels(index, warn=False) for index in indices.tolist())
+        sizes = [pixels.nbytes for pixels in decoded if pixels is not None]
         return round(np.mean(sizes) * len(self)) if sizes else 0
 
-    def _decode(self, index: int) -> Image.Image | None:
+    def _decode(self, index: int, warn: bool = True) -> Image.Image | None:
         try:
             return load_rgb(self.samples[index][0], self.decode_size)
         except UnreadableImageError as error:
-            logger.warning("skipped unreadable image %s", error)
+            if warn:
+                logger.warning("skipped unreadable image %s", error)
             return None
 
-    def _decode_pixels(self, index: int) -> np.ndarray | None:
-        image = self._decode(index)
+    def _decode_pixels(self, index: int, warn: bool = True) -> np.ndarray | None:
+        image = self._decode(index, warn)
         if image is None:
             return None
         pixels = np.asarray(image)

@@ -380,13 +380,14 @@ def apply_state_dict(model: VGG, state_dict: dict[str, torch.Tensor], pretrained
     initialised as a new model's (a new head by `model.init`'s scheme, BatchNorm's step counters at 0)."""
     remapped, report = remap_state_dict(state_dict, model)
     report.source = pretrained_cfg["source"]
+    expected = model.state_dict()
     empty = any(parameter.is_meta for parameter in model.parameters())
     if empty:
-        expected = model.state_dict()
         device = torch.get_default_device()
         remapped = {key: value.to(device, expected[key].dtype).contiguous() for key, value in remapped.items()}
     missing, unexpected = model.load_state_dict(remapped, strict=False, assign=empty)
-    assert not unexpected and set(missing) <= set(report.skipped) | _batch_counters(model), (missing, unexpected)
+    batch_counters = {key for key in expected if key.endswith("num_batches_tracked")}  # absent from older files
+    assert not unexpected and set(missing) <= set(report.skipped) | batch_counters, (missing, unexpected)
     if empty:
         _initialise_missing(model, device)
     pretrained_cfg = dict(pretrained_cfg)
@@ -410,7 +411,3 @@ def _initialise_missing(model: VGG, device: torch.device) -> None:
         else:
             assert unfilled == {"num_batches_tracked"}, f"{type(module).__name__} left partly empty: {unfilled}"
             module.num_batches_tracked = torch.zeros((), dtype=torch.long, device=device)
-
-
-def _batch_counters(model: VGG) -> set[str]:
-    return {k for k in model.state_dict() if k.endswith("num_batches_tracked")}

@@ -177,7 +177,8 @@ def cache_in_memory(datasets: list[ImageListDataset], distributed: Distributed, 
             )
         return
     started = time.perf_counter()
-    kept = sum(dataset.keep_decoded(usable_cores()) for dataset in datasets)
+    threads = max(1, usable_cores() // distributed.local_world_size)  # the machine's cores, shared by its processes
+    kept = sum(dataset.keep_decoded(threads) for dataset in datasets)
     if distributed.is_main:
         images = sum(len(dataset) for dataset in datasets)
         print(

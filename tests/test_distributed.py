@@ -2,6 +2,8 @@
 check shared by the processes, also played in one process by threads."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -87,20 +89,68 @@ def _settings(argv: list[str]) -> dict:
 
 
 @pytest.mark.parametrize("nproc", [["--nproc", "3"], ["--nproc=3"]])
-def test_nproc_runs_the_same_command_under_torchrun_without_nproc(monkeypatch, capsys, nproc):
+def test_nproc_runs_the_same_command_in_processes_set_up_as_torchrun_sets_them_up(monkeypatch, capsys, nproc):
+    from vggnet.training import launcher
+
     started = []
 
-    def run(command, check):
-        started.append(command)
-        return subprocess.CompletedProcess(command, returncode=7)
+    class Process:  # each ends at once: rank 1 with a failure
+        def __init__(self, command, env):
+            started.append((command, env))
+            self.returncode, self.pid = 7 if env["RANK"] == "1" else 0, 0
 
-    monkeypatch.setattr(subprocess, "run", run)
+        def poll(self):
+            return self.returncode
+
+    monkeypatch.setattr(launcher.subprocess, "Popen", Process)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(launcher, "usable_cores", lambda: 8)
     assert main(["train", "--data", "photos", *nproc, "--epochs", "2"]) == 7
-    assert started == [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3",
-                        "-m", "vggnet", "train", "--data", "photos", "--epochs", "2"]]  # fmt: skip
+    assert [command for command, _ in started] == [[sys.executable, "-m", "vggnet", "train", "--data", "photos",
+                                                    "--epochs", "2"]] * 3  # fmt: skip
+    environments = [env for _, env in started]
+    assert [(env["RANK"], env["LOCAL_RANK"]) for env in environments] == [("0", "0"), ("1", "1"), ("2", "2")]
+    for env in environments:
+        assert env["WORLD_SIZE"] == env["LOCAL_WORLD_SIZE"] == "3" and env["OMP_NUM_THREADS"] == "2"
+        assert (env["MASTER_ADDR"], env["MASTER_PORT"]) == ("127.0.0.1", environments[0]["MASTER_PORT"])
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "running: torchrun --standalone --nproc-per-node=3 -m vggnet train --data photos --epochs 2"
+        "running 3 processes (as torchrun --standalone --nproc-per-node 3 would): vggnet train --data photos --epochs 2"
     )
+
+
+def test_ctrl_c_stops_every_process_of_nproc_and_saves_once_without_a_traceback(image_folder, tmp_path):
+    """The terminal's Ctrl-C reaches the whole job (here: its process group): the processes stop at the next batch,
+    the first saves last.pt and says how to resume, once; the launcher waits for them and exits 130."""
+    command = [sys.executable, "-m", "vggnet", "train", "--nproc", "2", "--data", str(image_folder),
+               "--out", str(tmp_path / "runs"), "--epochs", "1000", "--batch-size", "4", *TINY]  # fmt: skip
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output = []
+        for line in job.stdout:  # until the first epoch's line: both processes are in the loop
+            output.append(line)
+            if line.startswith("epoch 1/1000"):
+                os.killpg(job.pid, signal.SIGINT)
+                break
+        output.append(job.stdout.read())
+        assert job.wait(timeout=HANG_GUARD_S) == 130
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    text = "".join(output)
+    assert "Traceback" not in text, text
+    assert text.count("stopping after this batch") == 1 and text.count("training interrupted; last.pt saved") == 1
+    last = tmp_path / "runs" / "exp" / "last.pt"
+    assert len(torch.load(last, weights_only=True)["progress"]["history"]) >= 1
+
+
+def test_a_failing_process_ends_the_nproc_job(image_folder, tmp_path):
+    from vggnet.training.launcher import launch_processes
+
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING_RANK)
+    code = launch_processes(2, [sys.executable, str(script), "train", "--data", str(image_folder), "--out",
+                                str(tmp_path / "runs"), "--epochs", "2", "--batch-size", "4", *TINY])  # fmt: skip
+    assert code == 1  # rank 1's RuntimeError; rank 0, waiting for it, was stopped
 
 
 def test_a_distributed_checkpoint_resumes_in_one_process(image_folder, tmp_path, capsys):

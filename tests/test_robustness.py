@@ -345,20 +345,30 @@ def test_sigterm_saves_last_pt_and_says_how_to_resume(tmp_path):
 # ---- numerical faults --------------------------------------------------------------------------------------
 
 
-def test_a_non_finite_loss_stops_with_advice_and_keeps_the_last_good_epoch(trained, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("poisoned_epoch", "saved"),
+    [(2, "last.pt still holds the last good epoch"), (1, "no epoch had finished, so nothing was saved")],
+)
+def test_a_non_finite_loss_stops_with_advice_and_keeps_the_last_good_epoch(
+    trained, tmp_path, monkeypatch, poisoned_epoch, saved
+):
     _, data = trained
     original = loop._Run._train_one_epoch
 
-    def poison_second_epoch(self, stop):
-        if self.epoch == 1:
+    def poison(self, stop):
+        if self.epoch == poisoned_epoch - 1:
             monkeypatch.setattr(self, "criterion", lambda logits, labels: logits.sum() * float("nan"))
         return original(self, stop)
 
-    monkeypatch.setattr(loop._Run, "_train_one_epoch", poison_second_epoch)
-    with pytest.raises(RuntimeError, match=r"loss became nan at epoch 2, step 1; lower --lr .* --precision fp32"):
+    monkeypatch.setattr(loop._Run, "_train_one_epoch", poison)
+    expected = rf"loss became nan at epoch {poisoned_epoch}, step 1; lower --lr .* --precision fp32. {saved}$"
+    with pytest.raises(RuntimeError, match=expected):
         vggnet.train(data=str(data), out=str(tmp_path / "runs"), epochs=3, model="vgg11_bn", head="compact",
                      width_mult=0.125, img_size=32, workers=0, batch_size=8)  # fmt: skip
-    assert torch.load(tmp_path / "runs" / "exp" / "last.pt", weights_only=True)["epoch"] == 1
+    last = tmp_path / "runs" / "exp" / "last.pt"
+    assert last.exists() == (poisoned_epoch > 1)
+    if last.exists():
+        assert torch.load(last, weights_only=True)["epoch"] == 1
 
 
 def test_running_out_of_memory_suggests_a_smaller_batch(trained, tmp_path, monkeypatch):

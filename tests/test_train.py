@@ -320,6 +320,40 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(image_folder, tmp_path, monk
     _assert_same_run(full.run_dir, cut)
 
 
+def test_a_run_resumes_from_any_folder_and_with_its_data_moved(image_folder, tmp_path, monkeypatch):
+    """A run started with relative paths saves its data's absolute path, and does not read its pretrained weights
+    again when resumed: it resumes from another folder; moved data is named with --data."""
+    import vggnet
+
+    monkeypatch.chdir(tmp_path)  # image_folder is tmp_path / "data"
+    weights = vggnet.create_model("vgg11_bn", head="compact", width_mult=0.125, num_classes=5)
+    torch.save(weights.state_dict(), "start.pt")
+    settings = {"augment": "basic", "dropout": 0.5, "deterministic": True, "seed": 3, "pretrained": "start.pt"}
+    tiny_train("data", "runs", name="full", **settings)
+    with monkeypatch.context() as patch:
+        _crash_after_epoch(patch, 1)
+        with pytest.raises(Crash):
+            tiny_train("data", "runs", name="cut", **settings)
+    cut = tmp_path / "runs" / "cut"
+    saved = yaml.safe_load((cut / "config.yaml").read_text())
+    assert saved["data"] == str(image_folder) and saved["pretrained"] == "start.pt"
+    assert torch.load(cut / "last.pt", weights_only=True)["config"]["data"] == str(image_folder)
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # where neither "data" nor "start.pt" is
+    with monkeypatch.context() as patch:
+        _crash_after_epoch(patch, 2)
+        with pytest.raises(Crash):
+            train(resume=cut / "last.pt")
+    image_folder.rename(tmp_path / "moved")
+    with pytest.raises(ValueError, match="does not exist"):
+        train(resume=cut / "last.pt")
+    train(resume=cut / "last.pt", data=str(tmp_path / "moved"))
+    _assert_same_run(tmp_path / "runs" / "full", cut)
+    assert yaml.safe_load((cut / "config.yaml").read_text())["data"] == str(image_folder)  # as the run began
+    assert torch.load(cut / "last.pt", weights_only=True)["config"]["data"] == str(tmp_path / "moved")
+
+
 def test_resume_repairs_metrics_written_after_the_last_checkpoint(image_folder, tmp_path):
     result = tiny_train(image_folder, tmp_path / "runs", epochs=2)
     last = torch.load(result.run_dir / "last.pt", weights_only=True)
@@ -331,12 +365,31 @@ def test_resume_repairs_metrics_written_after_the_last_checkpoint(image_folder, 
     assert [int(r["epoch"]) for r in read_rows(result.run_dir)] == [1, 2]
 
 
-def test_resume_refuses_new_settings_and_best_pt(image_folder, tmp_path):
+def test_resume_refuses_new_settings_best_pt_and_a_finished_run(image_folder, tmp_path):
     result = tiny_train(image_folder, tmp_path / "runs", epochs=1)
     with pytest.raises(ValueError, match="drop --lr"):
         train(resume=result.run_dir / "last.pt", lr=0.1)
     with pytest.raises(ValueError, match="best.pt holds only the model; resume from last.pt"):
         train(resume=result.run_dir / "best.pt")
+    with pytest.raises(ValueError, match="has finished 1 of its 1 epochs; .* pass --epochs with more than 1$"):
+        train(resume=result.run_dir / "last.pt")
+
+
+def test_the_run_is_described_in_words_and_a_warm_up_as_long_as_the_run_is_warned_about(
+    image_folder, tmp_path, capsys, caplog
+):
+    with caplog.at_level("WARNING", logger="vggnet"):
+        tiny_train(image_folder, tmp_path / "runs", epochs=1, freeze_features=True, warmup_epochs=1)
+    printed = capsys.readouterr().out
+    # the compact head's 64 x 3 weights and 3 biases, which in millions would be 0.00M
+    assert "0.15M parameters, 195 trainable" in printed and "1 epoch of 3 steps" in printed
+    assert "0 loader workers" in printed and "(cosine, 1 warm-up epoch)" in printed
+    [warning] = [record.getMessage() for record in caplog.records if "--warmup-epochs" in record.getMessage()]
+    assert "--warmup-epochs 1 is the whole run (--epochs 1)" in warning and "only at the last step" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vggnet"):
+        tiny_train(image_folder, tmp_path / "runs", epochs=2, warmup_epochs=1)
+    assert "--warmup-epochs" not in caplog.text
 
 
 def test_resume_validates_the_checkpoint_and_names_the_bad_entry(image_folder, tmp_path):
@@ -414,14 +467,17 @@ def test_bad_settings_name_the_flag(image_folder, tmp_path, settings, message):
     assert not (tmp_path / "runs").exists()
 
 
-def test_unreadable_images_are_skipped_or_refused(image_folder, tmp_path, caplog):
+def test_unreadable_images_are_skipped_or_refused(image_folder, tmp_path, caplog, capsys):
     (image_folder / "train" / "ant" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (image_folder / "val" / "bee" / "empty.jpg").write_bytes(b"")
     with pytest.raises(ValueError, match=r"2 unreadable image\(s\) \(--strict\)"):
         tiny_train(image_folder, tmp_path / "runs", strict=True)
     assert not (tmp_path / "runs").exists()
+    capsys.readouterr()
     result = tiny_train(image_folder, tmp_path / "runs", epochs=1)
     assert "skipping 2 unreadable image(s)" in caplog.text and "broken.png" in caplog.text
+    printed = capsys.readouterr().out  # the counts as found, then as trained on
+    assert "3 classes, 25 train, 13 val" in printed and "without them: 24 train, 12 val" in printed
     verdicts = json.loads(scan_index(image_folder).read_text())["files"]  # what the next run trusts
     assert len(verdicts) == len(list(image_folder.rglob("*.*")))
     bad = [image_folder / "train" / "ant" / "broken.png", image_folder / "val" / "bee" / "empty.jpg"]
@@ -434,6 +490,10 @@ def test_unreadable_images_are_skipped_or_refused(image_folder, tmp_path, caplog
         tiny_train(image_folder, tmp_path / "others", strict=True, no_check=True)
     assert not (tmp_path / "others").exists()
     assert result.metrics["epoch"] == 1
+    for path in (image_folder / "val" / "bee").glob("*.png"):  # none of bee's validation images left
+        path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"skipping unreadable images, 'bee' has no val images left: fix or"):
+        tiny_train(image_folder, tmp_path / "runs", epochs=1)
 
 
 def test_early_stopping(image_folder, tmp_path, capsys):

@@ -9,6 +9,7 @@
 """
 
 import argparse
+import sys
 from dataclasses import fields
 
 from ..training.config import TrainConfig, flag, setting_type, shown_default
@@ -39,7 +40,9 @@ def add_train(commands: argparse._SubParsersAction) -> None:
     add_settings(parser)
     parser.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
     parser.add_argument("--resume", metavar="last.pt", help="continue a run from its last.pt")
-    parser.add_argument("--nproc", type=int, metavar="N", help="run N processes on this machine through torchrun (DDP)")
+    parser.add_argument(
+        "--nproc", type=int, metavar="N", help="run N processes on this machine (DDP), as torchrun --standalone would"
+    )
     parser.set_defaults(run=_run_train)
 
 
@@ -62,9 +65,12 @@ def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...] | None 
 
 def _run_train(args: argparse.Namespace) -> int | None:
     if getattr(args, "nproc", 1) > 1:
-        from ..training.distributed import launch_torchrun
+        from ..training.launcher import launch_processes
 
-        return launch_torchrun(args.nproc, args.argv)
+        command = [sys.executable, "-m", "vggnet", *_without_nproc(args.argv)]
+        print(f"running {args.nproc} processes (as torchrun --standalone --nproc-per-node {args.nproc} would): "
+              + " ".join(["vggnet", *command[3:]]), file=sys.stderr)  # fmt: skip
+        return launch_processes(args.nproc, command)
     from ..training import TrainingInterrupted, train
 
     settings = {key: value for key, value in vars(args).items() if key not in ("run", "command", "argv", "nproc")}
@@ -72,6 +78,19 @@ def _run_train(args: argparse.Namespace) -> int | None:
         train(resume=settings.pop("resume", None), config_file=settings.pop("config", None), **settings)
     except TrainingInterrupted as interrupted:
         raise SystemExit(130) from interrupted
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line each of `--nproc`'s processes runs: `argv` without `--nproc N` (or `--nproc=N`)."""
+    kept, skip = [], False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument == "--nproc":
+            skip = True
+        elif not argument.startswith("--nproc="):
+            kept.append(argument)
+    return kept
 
 
 def add_data(commands: argparse._SubParsersAction) -> None:

@@ -16,9 +16,10 @@ from ..models.loading import CHECKPOINT_FORMAT, safe_torch_load
 from ..models.vgg import VGG
 
 CHECKPOINT_VERSION = 1
-# Settings that may be given again when resuming: `epochs` extends (or shortens) the run and its schedule; the
-# others do not change the results.
-RESUME_OVERRIDABLE = ("epochs", "workers", "device")
+# Settings that may be given again when resuming: `epochs` extends (or shortens) the run and its schedule;
+# `data` and `image_root` say where the run's data is now (moved, or another machine's copy: the classes must be the
+# same); the others do not change the results.
+RESUME_OVERRIDABLE = ("epochs", "workers", "device", "data", "image_root")
 _RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "progress", "config")
 
 

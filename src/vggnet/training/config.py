@@ -185,6 +185,16 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def with_absolute_paths(self) -> "TrainConfig":
+        """A copy whose data paths (`data`, `image_root`) are absolute: what a run saves in its config.yaml and
+        checkpoints, so that `--resume` and `--config` find the data from any working folder."""
+        absolute = {
+            name: str(Path(value).expanduser().absolute())
+            for name in ("data", "image_root")
+            if (value := getattr(self, name)) is not None
+        }
+        return replace(self, **absolute)
+
 
 def make_config(settings: dict) -> TrainConfig:
     """Build the resolved config from user settings (a YAML file's and the flags' values, flags last).

@@ -5,7 +5,7 @@
 torchrun starts the processes and sets RANK, LOCAL_RANK and WORLD_SIZE; `Distributed.from_environment` joins
 the process group (gloo on the CPU, nccl on CUDA, one GPU per process). Without torchrun it is a single process
 and every operation here is a no-op, so single-process and distributed training run the same code.
-`launch_torchrun` is what `--nproc N` does: start the same command under torchrun.
+(`--nproc N` starts N processes as torchrun would: `launcher.py`.)
 
 Waiting. A collective fails when a process waits longer than TIMEOUT for the others: how a hung job ends. Preparing
 the data is the exception: the main process finds the data while the others wait, then each checks its share of
@@ -16,8 +16,6 @@ once: torchrun stops every process when one fails; the long wait only spares the
 """
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -135,24 +133,3 @@ class Distributed:
     def _group(self, patient: bool):
         """The process group of a collective: the patient one, or torch's default (None)."""
         return self.patient_group if patient else None
-
-
-def launch_torchrun(processes: int, argv: list[str]) -> int:
-    """Run `vggnet *argv` in `processes` processes on this machine through torchrun; return its exit code.
-
-    `--nproc N` (or `--nproc=N`), the flag that asks for this, is dropped from what each process runs.
-    """
-    forwarded, skip = [], False
-    for argument in argv:
-        if skip:
-            skip = False
-        elif argument == "--nproc":
-            skip = True
-        elif not argument.startswith("--nproc="):
-            forwarded.append(argument)
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-        "-m", "vggnet", *forwarded,
-    ]  # fmt: skip
-    print("running: torchrun " + " ".join(command[3:]), file=sys.stderr)
-    return subprocess.run(command, check=False).returncode

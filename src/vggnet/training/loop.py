@@ -15,6 +15,7 @@ the top-1, top-5 and loss it records, at the precision the run used (`runtime.pr
 The set-up lives in `setup.py`, one step and the validation pass in `step.py`, stop signals in `signals.py`.
 """
 
+import logging
 import math
 import os
 import sys
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_save
 from ..data import Preprocess
+from ..outputs import output_folder
 from ..plots import plot_confusion_matrix, plot_results
 from ..runtime import resolve_precision
 from .checkpoint import (
@@ -50,10 +52,13 @@ from .setup import (
     prepare_data,
     seed_everything,
     summary_writer_class,
+    warmup_warning,
     wrap_for_training,
 )
 from .signals import StopRequest, TrainingInterrupted
 from .step import train_step, validate
+
+logger = logging.getLogger("vggnet")
 
 # Steps between reads of the training losses back from the device (and at an epoch's end or a stop): a read waits
 # for the device to finish its queued work, which, every step, would leave it idle while the host catches up.
@@ -96,7 +101,7 @@ def train(*, resume: str | Path | None = None, config_file: str | Path | None = 
 
     Args:
         resume: A run's `last.pt`: continue that run in its folder with its saved settings (only `epochs`,
-            `workers` and `device` may be given again).
+            `workers`, `device`, and where the data is now, `data` and `image_root`, may be given again).
         config_file: A YAML file of settings; `settings` override it.
         **settings: Fields of `TrainConfig` (`data`, `model`, `epochs`, `lr`, ...). Without `data`, the
             built-in digits dataset and its defaults are used.
@@ -105,11 +110,18 @@ def train(*, resume: str | Path | None = None, config_file: str | Path | None = 
     if resume is not None:
         checkpoint = load_resume_checkpoint(resume, settings, config_file)
         config = make_config({**checkpoint["config"], **settings})
+        done = checkpoint["progress"]["epoch"]
+        if done >= config.epochs:
+            raise ValueError(
+                f"--resume {resume}: the run has finished {done} of its {config.epochs} epochs; to train it longer, "
+                f"pass --epochs with more than {done}"
+            )
         run_dir = Path(resume).expanduser().parent
     else:
         if config_file is not None:
             settings = {**load_config_file(config_file), **settings}
         config = make_config(settings)
+        output_folder(config.out, "--out")  # before the data scan, which can take minutes
         run_dir = None
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     distributed, device = Distributed.from_environment(config.device)
@@ -153,7 +165,8 @@ class _Run:
         self.data = TrainingData(splits, self.preprocess, config, distributed, self.device)
         self.classes, self.steps_per_epoch = splits.classes, self.data.steps_per_epoch
 
-        self.model = build_model(config, len(self.classes), self.device)
+        # A resumed run's weights come from its last.pt: the pretrained ones it started from are not read again.
+        self.model = build_model(config, len(self.classes), self.device, pretrained=checkpoint is None)
         self.train_model = wrap_for_training(self.model, config, distributed, self.device)
         self.optimizer = build_optimizer(self.model, config)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -173,7 +186,7 @@ class _Run:
                 remove_stale_temporaries(self.run_dir)
             self._restore(checkpoint)
         elif self.main:
-            write_config_yaml(config.to_dict(), self.run_dir / "config.yaml")
+            write_config_yaml(config.with_absolute_paths().to_dict(), self.run_dir / "config.yaml")
         # Placed at the step the run is at, counted in this run's steps per epoch (another process count or
         # --epochs than the run that saved last.pt).
         step = self.epoch * self.steps_per_epoch + self.partial["step"]
@@ -187,6 +200,8 @@ class _Run:
         self.log(f"vggnet train: {action} in {self.run_dir}")
         world_size = self.distributed.world_size
         self.log(describe_run(self.config, self.model, self.precision, self.device, world_size, self.steps_per_epoch))
+        if self.main and (warning := warmup_warning(self.config)):
+            logger.warning(warning)
         try:
             stopped_early = self._train_epochs()
         finally:  # on every way out: the last epoch, an early stop, a stop request, an error
@@ -202,7 +217,7 @@ class _Run:
 
     def _train_epochs(self) -> bool:
         """Train the remaining epochs; True when early stopping ended the run."""
-        with StopRequest() as stop:
+        with StopRequest(announce=self.main) as stop:
             while self.epoch < self.config.epochs:
                 finished = self._train_one_epoch(stop)
                 if not finished:
@@ -281,9 +296,14 @@ class _Run:
             zip(torch.stack(losses).tolist(), torch.stack(hits).tolist(), counts, strict=True)
         ):
             if not math.isfinite(loss):
+                saved = (
+                    "last.pt still holds the last good epoch"
+                    if (self.run_dir / "last.pt").exists()
+                    else "no epoch had finished, so nothing was saved"
+                )
                 raise RuntimeError(
                     f"the loss became {loss} at epoch {self.epoch + 1}, step {first_step + offset}; lower --lr "
-                    f"(now {self.config.lr}) or use --precision fp32. last.pt still holds the last good epoch"
+                    f"(now {self.config.lr}) or use --precision fp32. {saved}"
                 )
             sums["loss"] += loss * count
             sums["correct"] += correct
@@ -350,7 +370,7 @@ class _Run:
 
     def _model_checkpoint(self, metrics: dict) -> dict:
         runtime = {"device": self.device.type, "precision": self.precision}
-        preprocess, config = self.preprocess.to_dict(), self.config.to_dict()
+        preprocess, config = self.preprocess.to_dict(), self.config.with_absolute_paths().to_dict()
         return model_checkpoint(self.model, self.classes, preprocess, config, self.epoch, metrics, runtime)
 
     def _save_last(self, partial: dict, rng_states: list[dict]) -> None:

@@ -75,7 +75,7 @@ def prepare_data(config: TrainConfig, distributed: Distributed) -> DatasetSplits
     if config.no_check:
         return splits
     paths = [path for path, _ in splits.train + splits.val]
-    unreadable = check_data(paths, scan_index(source), distributed)
+    unreadable = sorted(check_data(paths, scan_index(source), distributed), key=lambda error: str(error.path))
     if unreadable:
         listing = "\n".join(f"  {error}" for error in unreadable[:20])
         more = f"\n  ... and {len(unreadable) - 20} more" if len(unreadable) > 20 else ""
@@ -90,9 +90,16 @@ def prepare_data(config: TrainConfig, distributed: Distributed) -> DatasetSplits
         splits.train = [s for s in splits.train if s[0] not in bad]
         splits.val = [s for s in splits.val if s[0] not in bad]
         counts = splits.counts()
-        empty = [c for i, c in enumerate(splits.classes) if not counts["train"][i] or not counts["val"][i]]
+        lacking = {
+            name: [split for split in ("train", "val") if not counts[split][i]] for i, name in enumerate(splits.classes)
+        }
+        empty = [f"{name!r} has no {' or '.join(missing)} images" for name, missing in lacking.items() if missing]
         if empty:
-            raise ValueError(f"after skipping unreadable images, classes {empty} have no train or val images left")
+            raise ValueError(
+                f"after skipping unreadable images, {'; '.join(empty)} left: fix or replace the files listed above"
+            )
+        if distributed.is_main:
+            print(f"without them: {len(splits.train)} train, {len(splits.val)} val")
     return splits
 
 
@@ -286,16 +293,16 @@ class TrainingData:
         )
 
 
-def build_model(config: TrainConfig, num_classes: int, device: torch.device) -> VGG:
-    """The configured VGG (with its pretrained weights, if any) on `device`, channels_last; with
-    `freeze_features`, its convolutions take no gradients."""
+def build_model(config: TrainConfig, num_classes: int, device: torch.device, pretrained: bool = True) -> VGG:
+    """The configured VGG (with its pretrained weights, if any, unless `pretrained` is False) on `device`,
+    channels_last; with `freeze_features`, its convolutions take no gradients."""
     model = create_model(
         config.model,
         num_classes=num_classes,
         head=config.head,
         dropout=config.dropout,
         width_mult=config.width_mult,
-        **weights_keyword(config.pretrained),
+        **weights_keyword(config.pretrained if pretrained else None),
     )
     if config.freeze_features:
         model.features.requires_grad_(False)
@@ -365,16 +372,38 @@ def describe_run(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     processes = f"{world_size} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), " if world_size > 1 else ""
     return (
-        f"model {model.model_name} ({config.head} head, {params / 1e6:.2f}M parameters, "
-        f"{trainable / 1e6:.2f}M trainable), {model.num_classes} classes"
+        f"model {model.model_name} ({config.head} head, {_parameters(params)} parameters, "
+        f"{_parameters(trainable)} trainable), {model.num_classes} classes"
         + (f", weights {config.pretrained}" if config.pretrained else "")
         + f"\n{processes}device {device.type}, precision {precision}"
-        f"{' (autocast)' if precision != 'fp32' else ''}, channels_last, {config.workers} loader workers; "
-        f"{config.epochs} epochs of {steps_per_epoch} steps, batch {config.batch_size}"
+        f"{' (autocast)' if precision != 'fp32' else ''}, channels_last, {_counted(config.workers, 'loader worker')}; "
+        f"{_counted(config.epochs, 'epoch')} of {_counted(steps_per_epoch, 'step')}, batch {config.batch_size}"
         + (f" per process ({config.batch_size * world_size} in all)" if world_size > 1 else "")
-        + f", {config.opt} lr {config.lr:g} ({config.sched}, {config.warmup_epochs} warm-up epochs)"
+        + f", {config.opt} lr {config.lr:g} ({config.sched}, {_counted(config.warmup_epochs, 'warm-up epoch')})"
         + (", SyncBatchNorm" if config.sync_bn and world_size > 1 else "")
     )
+
+
+def warmup_warning(config: TrainConfig) -> str | None:
+    """What to tell a user whose warm-up is as long as the run or longer (the learning rate then rises for the
+    whole run), or None."""
+    if not 0 < config.epochs <= config.warmup_epochs:
+        return None
+    peak = "reaches --lr only at the last step" if config.warmup_epochs == config.epochs else "never reaches --lr"
+    return (
+        f"--warmup-epochs {config.warmup_epochs} is the whole run (--epochs {config.epochs}): the learning rate "
+        f"rises all the way and {peak}; pass a smaller --warmup-epochs (0 for none)"
+    )
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _parameters(count: int) -> str:
+    """A parameter count as millions (138.36M), or in full where that would round to nothing (a frozen model's
+    small head: 1,026)."""
+    return f"{count / 1e6:.2f}M" if count >= 10_000 else f"{count:,}"
 
 
 def validation_batches(count: int, rank: int = 0, world_size: int = 1) -> list[list[int]]:

@@ -11,17 +11,21 @@ from pathlib import Path
 
 class StopRequest(contextlib.AbstractContextManager):
     """Turns the first Ctrl-C or SIGTERM into a request to stop at the next batch boundary (a second Ctrl-C
-    interrupts at once). Outside the main thread, signals stay as they are."""
+    interrupts at once). Outside the main thread, signals stay as they are. `announce`: say so on stderr (the main
+    process does; under torchrun every process receives the terminal's Ctrl-C)."""
 
-    def __init__(self) -> None:
+    def __init__(self, announce: bool = True) -> None:
         self.requested = False
+        self.announce = announce
         self._previous = {}
 
     def _handle(self, signum, frame) -> None:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping after this batch (Ctrl-C again to stop at once)...", file=sys.stderr)
+        if self.announce:
+            why = "Ctrl-C again to stop at once" if signum == signal.SIGINT else signal.Signals(signum).name
+            print(f"\nstopping after this batch ({why})...", file=sys.stderr)
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():

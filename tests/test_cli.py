@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from vggnet.cli import build_parser, main
 from vggnet.extras import MissingExtra
@@ -363,4 +364,100 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly():
     process.stdout.close()
     stderr = process.stderr.read()
     assert process.wait() == 1
-    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr and "failed" not in stderr, stderr
+
+
+# ---- output paths ----------------------------------------------------------------------------------------------
+
+
+# Each verb, its output last, under a file (`{file}`), and inputs that do not exist (`{missing}`): the output is
+# refused before the data, the images or the calibration folder are looked at (the model, real, is loaded by some).
+OUTPUT_UNDER_A_FILE = [
+    ["train", "--data", "{missing}", "--out", "{file}"],
+    ["train", "--data", "{missing}", "--out", "{file}/runs"],
+    ["eval", "--model", "{model}", "--data", "{missing}", "--out", "{file}"],
+    ["predict", "--model", "{model}", "{missing}", "--save-viz", "{file}"],
+    ["embed", "--model", "{model}", "{missing}", "--out", "{file}/e.npz"],
+    ["embed", "--model", "{model}", "{missing}", "--out", "{file}/e.parquet"],
+    ["export", "--model", "{model}", "--format", "onnx", "--out", "{file}/m.onnx"],
+    ["quantize", "--model", "{model}", "--calib", "{missing}", "--out", "{file}/m.int8.pt"],
+    ["explain", "--model", "{model}", "{missing}", "--out", "{file}/c.png"],
+    ["features", "--model", "{model}", "{missing}", "--out", "{file}/g.png"],
+    ["data", "digits", "--out", "{file}/digits"],
+]
+
+
+@pytest.mark.parametrize("argv", OUTPUT_UNDER_A_FILE, ids=[" ".join(argv[-2:]) for argv in OUTPUT_UNDER_A_FILE])
+def test_an_output_under_a_file_is_refused_first_naming_the_flag(trained, tmp_path, capsys, argv):
+    afile = tmp_path / "afile.png"
+    afile.touch()
+    argv = [arg.format(file=afile, missing=tmp_path / "missing", model=trained[0]) for arg in argv]
+    code, out, err = run(capsys, *argv)
+    flag, path = argv[-2:]
+    where = f"{path} is a file" if path == str(afile) else f"{path}: {afile} is a file"
+    assert code == 2 and out == ""
+    assert err == f"vggnet {argv[0]}: error: {flag} {where}, not a folder; choose another {flag}\n"
+    assert sorted(tmp_path.iterdir()) == [afile]  # nothing made, not even an empty folder
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, which refuses new files")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--data", "{missing}", "--out", "/proc/runs"],
+        ["explain", "--model", "{model}", "{missing}", "--out", "/proc/x.png"],
+    ],
+)
+def test_an_output_in_a_folder_that_refuses_files_is_refused_first(trained, tmp_path, capsys, argv):
+    code, out, err = run(capsys, *(arg.format(missing=tmp_path / "missing", model=trained[0]) for arg in argv))
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"vggnet {argv[0]}: error: --out {argv[-1]}: cannot write in /proc (")
+    assert err.endswith("); choose another --out\n")
+
+
+def test_an_unforeseen_os_error_is_one_line_naming_the_file(capsys, monkeypatch):
+    def export(*args, **kwargs):
+        raise OSError(28, "No space left on device", "/full/m.onnx")
+
+    monkeypatch.setattr("vggnet.infer.export.export", export)
+    code, out, err = run(capsys, "export", "--model", "vgg11", "--format", "onnx")
+    assert (code, out, err) == (1, "", "vggnet export: failed: [Errno 28] No space left on device: '/full/m.onnx'\n")
+
+
+def test_ctrl_c_in_a_verb_is_one_line_and_exit_code_130(capsys, monkeypatch):
+    def export(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("vggnet.infer.export.export", export)
+    code, out, err = run(capsys, "export", "--model", "vgg11", "--format", "onnx")
+    assert (code, out, err) == (130, "", "\nvggnet export: interrupted\n")
+
+
+def test_explain_and_features_name_the_picture_they_write(trained, tmp_path, capsys):
+    checkpoint, data = trained
+    image = data / "val" / "cat" / "cat_000.png"
+    model = ["--model", str(checkpoint), str(image)]
+    code, out, _ = run(capsys, "explain", *model, "--out", str(tmp_path / "cam"))  # no suffix: a PNG
+    assert code == 0 and out.endswith(f" -> {tmp_path / 'cam.png'}\n")
+    assert Image.open(tmp_path / "cam.png").format == "PNG" and not (tmp_path / "cam").exists()
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    code, out, _ = run(capsys, "explain", *model, "--out", str(folder))  # a folder: a file named after the image in it
+    assert code == 0 and out.endswith(f" -> {folder / 'cat_000_gradcam.png'}\n")
+    code, out, _ = run(capsys, "features", *model, "--out", f"{folder}/")
+    assert code == 0 and out.endswith(f" -> {folder / 'cat_000_conv1_1.png'}\n")
+    code, out, _ = run(capsys, "features", *model, "--layer", "relu1_1", "--out", f"{tmp_path / 'new'}/")
+    assert code == 0 and out.endswith(f" -> {tmp_path / 'new' / 'cat_000_relu1_1.png'}\n")
+    assert sorted(path.name for path in folder.iterdir()) == ["cat_000_conv1_1.png", "cat_000_gradcam.png"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cam.png", "imgs", "new"]  # no imgs.png beside
+
+
+@pytest.mark.parametrize("verb", ["explain", "features"])
+def test_a_picture_suffix_that_cannot_be_written_is_refused_first(trained, tmp_path, capsys, verb):
+    out_path = tmp_path / "g.txt"
+    code, out, err = run(
+        capsys, verb, "--model", str(trained[0]), str(tmp_path / "missing.png"), "--out", str(out_path)
+    )
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"vggnet {verb}: error: --out {out_path}: pictures cannot be saved as .txt; use one of: ")
+    assert {".png", ".pdf", ".svg", ".jpg"} <= set(err.split("use one of: ")[1].strip().split(", "))

@@ -1,8 +1,10 @@
 """Using a trained model: eval, predict, embed, feature maps, Grad-CAM and export, on a tiny trained checkpoint."""
 
 import json
+import os
 import re
 import shutil
+import stat
 import sys
 
 import numpy as np
@@ -498,6 +500,24 @@ def test_export_round_trips(tmp_path, format, name, size):
         assert restored.pretrained_cfg["classes"] == list("abcd")
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_safetensors_export_takes_any_name_and_follows_the_umask(tmp_path, umask):
+    """A safetensors export is found by its content, whatever its name, and is as readable as every other output
+    (the safetensors library alone would create it readable by its owner only)."""
+    model = vggnet.create_model("vgg11", num_classes=3, head="compact", width_mult=0.125).eval()
+    model.pretrained_cfg = {"classes": ["ant", "bee", "cat"], "preprocess": Preprocess(32, 32).to_dict()}
+    previous = os.umask(umask)
+    try:
+        paths = [export(model, "safetensors", out=tmp_path / name).path for name in ("m.st", "m.bin")]
+        torchscript = export(model, "torchscript", out=tmp_path / "m.torchscript.pt").path
+    finally:
+        os.umask(previous)
+    for path in paths:
+        assert vggnet.load_model(path).pretrained_cfg["classes"] == ["ant", "bee", "cat"]
+        assert load_for_inference(str(path), device="cpu").classes == ["ant", "bee", "cat"]  # as --model
+        assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(torchscript.stat().st_mode) == 0o666 & ~umask
+
+
 def test_export_fails_on_a_mismatch(tmp_path, monkeypatch):
     model = vggnet.create_model("vgg11", num_classes=2, head="compact", width_mult=0.125).eval()
     model.pretrained_cfg = {
@@ -808,6 +828,41 @@ def test_files_are_recognised_by_content_not_by_name(trained, tmp_path, monkeypa
         quantize(checkpoint, data / "train", out=tmp_path / "again.int8.pt")
 
 
+def test_quantize_checks_val_before_calibrating_and_writes_nothing_on_failure(trained, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torchao")
+    from vggnet.infer import quantize as quantize_module
+
+    checkpoint, data = trained
+    out = tmp_path / "q" / "x.int8.pt"
+    command = ["quantize", "--model", str(checkpoint), "--calib", str(data / "train"), "--out", str(out)]
+    calibrate = quantize_module.prepare_for_calibration
+
+    def too_early(*args, **kwargs):
+        pytest.fail("calibration started before --val was checked")
+
+    monkeypatch.setattr(quantize_module, "prepare_for_calibration", too_early)
+    missing = tmp_path / "nothere"
+    assert main([*command, "--val", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"vggnet quantize: error: --val {missing} does not exist; pass a labelled folder of class sub-folders (or a "
+        f"table), as `vggnet eval --data` takes\n"
+    )
+    other = write_image_folder(tmp_path / "other", classes=("ant", "bee", "dog"), split=False)
+    assert main([*command, "--val", str(other)]) == 2
+    assert "differ from the model's classes (missing: ['cat']; not the model's: ['dog'])" in capsys.readouterr().err
+    assert not out.parent.exists()
+    # A failure after calibration, while comparing top-1 on --val, leaves nothing either.
+    monkeypatch.setattr(quantize_module, "prepare_for_calibration", calibrate)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(quantize_module, "evaluate", failing)
+    assert main([*command, "--val", str(data)]) == 1
+    assert "evaluation failed" in capsys.readouterr().err
+    assert not out.parent.exists()
+
+
 def test_quantized_model_runs_through_predict_and_eval(trained, tmp_path, capsys):
     pytest.importorskip("torchao")
     checkpoint, data = trained
@@ -827,6 +882,7 @@ def test_quantized_model_runs_through_predict_and_eval(trained, tmp_path, capsys
     assert quantized[0]["top"][0]["class"] in ("ant", "bee", "cat")
     result = evaluate(out, data)
     assert result["num_images"] == 12 and 0 <= result["top1"] <= 1
+    assert f"int8 {result['top1']:.4f}" in report  # the int8 model compared before saving is the one saved
     with pytest.raises(ValueError, match="embed needs the fp32 model"):
         embed(out, images[:1])
     with pytest.raises(ValueError, match="is an int8 model; drop --precision fp32"):

@@ -83,6 +83,37 @@ def test_safetensors_file(tmp_path):
     assert same_tensors(tiny("vgg13_bn", num_classes=4, checkpoint_path=path), source)
 
 
+@pytest.mark.parametrize("name", ["weights.st", "weights.bin", "weights"])
+def test_safetensors_files_are_recognised_by_content_whatever_their_name(tmp_path, name):
+    source = tiny("vgg11_bn", num_classes=4)
+    path = tmp_path / name
+    save_file(source.state_dict(), str(path))
+    assert same_tensors(tiny("vgg11_bn", num_classes=4, checkpoint_path=path), source)
+
+
+@pytest.mark.parametrize("format", ["torchscript", "onnx"])
+def test_an_export_is_named_for_what_it_is_not_called_damaged(tmp_path, recwarn, format):
+    """TorchScript and ONNX files are recognised by content and refused with the file to pass instead: no torch
+    warning, no advice to load with weights_only=False (which would run the archive's code)."""
+    if format == "onnx":
+        pytest.importorskip("onnxruntime")
+    model = tiny(num_classes=3)
+    exported = vggnet.export(model, format, out=tmp_path / "best.export", img_size=32).path  # any name
+    kind = {"torchscript": "TorchScript", "onnx": "ONNX"}[format]
+    message = (
+        f"^{re.escape(str(exported))} is an export to {kind} \\(as `vggnet export --format {format}` writes\\); vggnet "
+        f"loads checkpoints \\(best.pt, last.pt\\) and weights files \\(.pth, .pt, .safetensors\\): pass the "
+        f"checkpoint it was exported from$"
+    )
+    with pytest.raises(ValueError, match=message):
+        vggnet.load_for_inference(exported, device="cpu")  # --model
+    with pytest.raises(ValueError, match=message):
+        vggnet.load_model(exported)
+    with pytest.raises(ValueError, match=message):
+        tiny(num_classes=3, checkpoint_path=exported)  # --pretrained
+    assert not [warning for warning in recwarn if "TorchScript" in str(warning.message)]
+
+
 def test_other_class_count_loads_all_but_the_last_layer(tmp_path, caplog):
     torch.manual_seed(0)
     source = vggnet.create_model("vgg11", num_classes=10, width_mult=0.125)

@@ -14,6 +14,11 @@ def atomic_save(content: dict, path: Path) -> None:
     _write_atomically(Path(path), lambda f: torch.save(content, f), binary=True)
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (exports)."""
+    _write_atomically(Path(path), lambda f: f.write(data), binary=True)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` atomically (metrics.csv, config.yaml)."""
     _write_atomically(Path(path), lambda f: f.write(text), binary=False)

@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
 
     A bad value is exit code 2 with `vggnet VERB: error: ...`; a failure at run time, a missing optional package
     included (its message names the extra to install), is exit code 1 with `vggnet VERB: failed: ...`: one line,
-    no traceback.
+    no traceback. So is an OSError that a verb did not foresee (a full disk, a file another process removed), the
+    last safety net: the verbs check their output paths up front (`vggnet.outputs`), as bad values. Ctrl-C is exit
+    code 130, with one line.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -102,10 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"vggnet {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except (ImportError, RuntimeError) as error:
-        print(f"vggnet {args.command}: failed: {error}", file=sys.stderr)
-        return 1
     except BrokenPipeError:  # the reader left (`vggnet models | head`): stop quietly, as other commands do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 1
+    except (ImportError, RuntimeError, OSError) as error:  # OSError after BrokenPipeError, which is one
+        print(f"vggnet {args.command}: failed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C (training has its own: it stops at a batch and saves)
+        print(f"\nvggnet {args.command}: interrupted", file=sys.stderr)
+        return 130
     return code

@@ -175,10 +175,11 @@ def add_embed(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    from ..infer.embed import embed
+    from ..infer.embed import embed, npz_path
 
     if streams(args):
         return run_stream(args, _inference_options(args), layer=args.layer, normalize=args.normalize)
+    npz_path(args.out)  # a bad --out is refused before the inference, not after it
     embeddings = embed(
         args.model,
         inputs_of(args),
@@ -195,6 +196,10 @@ def _run_embed(args: argparse.Namespace) -> int:
     return 1 if embeddings.errors else 0
 
 
+# What `features` and `explain` say of their --out (`infer.visualize.figure_path` decides it).
+PICTURE_OUT = "the picture file: .png, or another suffix matplotlib writes (.pdf, .svg, .jpg, ...); none: .png"
+
+
 def add_features(commands: argparse._SubParsersAction) -> None:
     """Add `vggnet features`: a grid of one layer's feature maps for an image."""
     parser = commands.add_parser(
@@ -208,7 +213,12 @@ def add_features(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("image", metavar="IMAGE")
     parser.add_argument("--layer", default="conv1_1", help="canonical layer name (conv1_1)")
     parser.add_argument("--max-maps", type=int, default=64, help="at most this many channels (64)")
-    parser.add_argument("--out", required=True, metavar="FILE.png")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.png|DIR",
+        help=f"{PICTURE_OUT}; a folder gets <image>_<layer>.png (cat_conv1_1.png for cat.jpg)",
+    )
     parser.set_defaults(run=_run_features)
 
 
@@ -235,17 +245,23 @@ def add_explain(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("image", metavar="IMAGE")
     parser.add_argument("--class", dest="target", metavar="NAME", help="class to explain (default: the predicted)")
     parser.add_argument("--layer", help="canonical layer name (default: the last ReLU of block 5)")
-    parser.add_argument("--out", required=True, metavar="FILE.png")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.png|DIR",
+        help=f"{PICTURE_OUT}; a folder gets <image>_gradcam.png (cat_gradcam.png for cat.jpg)",
+    )
     parser.set_defaults(run=_run_explain)
 
 
 def _run_explain(args: argparse.Namespace) -> None:
-    from ..infer.visualize import grad_cam, save_grad_cam
+    from ..infer.visualize import grad_cam, grad_cam_path, save_grad_cam
 
+    out = grad_cam_path(args.out, args.image)  # a bad --out is refused before the model loads
     result = grad_cam(
         args.model, args.image, target=args.target, layer=args.layer, pretrained=args.pretrained, device=args.device
     )
-    path = save_grad_cam(result, args.out)
+    path = save_grad_cam(result, out)
     print(f"Grad-CAM of {result.class_name!r} (p={result.probability:.3f}) at {result.layer} -> {path}")
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..outputs import output_folder
+
 DIGITS_VAL_FRACTION = 0.2
 _COMPLETE_MARKER = ".complete"
 
@@ -47,6 +49,7 @@ def write_digits(out: str | Path) -> Path:
         if (out / _COMPLETE_MARKER).exists():
             return out
         raise ValueError(f"{out} already exists and is not empty; choose another --out or remove it")
+    output_folder(out, "--out")
     digits = load_digits()
     indices = np.arange(len(digits.target))
     train_idx, val_idx = train_test_split(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text, commit, temporary_path
 from ..extras import require
+from ..outputs import output_folder
 
 RECORD = "_vggnet.json"
 
@@ -26,15 +27,14 @@ class ParquetShards:
             job's shards is never mixed with this one's.
 
     Raises:
-        ValueError: `folder` is not named `.parquet`, is a file, or holds the output of another job.
+        ValueError: `folder` is not named `.parquet`, cannot be written (see `vggnet.outputs.output_folder`), or
+            holds the output of another job.
     """
 
     def __init__(self, folder: str | Path, job: dict) -> None:
-        self.folder = Path(folder).expanduser()
-        if self.folder.suffix != ".parquet":
-            raise ValueError(f"--out {self.folder} must name a folder ending in .parquet (it receives the shards)")
-        if self.folder.is_file():
-            raise ValueError(f"--out {self.folder} is a file; Parquet output is a folder of shards: choose a new name")
+        if Path(folder).suffix != ".parquet":
+            raise ValueError(f"--out {folder} must name a folder ending in .parquet (it receives the shards)")
+        self.folder = output_folder(folder, "--out")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.job = job
         record = self.folder / RECORD

@@ -15,6 +15,7 @@ import torch
 from ..choices import INFERENCE_BATCH_SIZE
 from ..models.features import extract_features
 from ..models.vgg import VGG
+from ..outputs import output_file
 from .batches import InputBatches
 from .runner import InferenceRunner
 from .source import LoadedModel, load_for_inference, require_vgg
@@ -38,12 +39,22 @@ class Embeddings:
     errors: list[dict] = field(default_factory=list)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path).expanduser()
-        if path.suffix != ".npz":
-            raise ValueError(f"--out {path} must end in .npz")
+        path = npz_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, features=self.features, paths=np.array(self.paths), layer=np.array(self.layer))
         return path
+
+
+def npz_path(out: str | Path) -> Path:
+    """`out` checked as the `.npz` file that `Embeddings.save` writes, so that `vggnet embed` can refuse a bad
+    `--out` before the inference rather than after it.
+
+    Raises:
+        ValueError: `out` does not end in `.npz`, or cannot be written (see `vggnet.outputs.output_file`).
+    """
+    if Path(out).suffix != ".npz":
+        raise ValueError(f"--out {out} must end in .npz")
+    return output_file(out, "--out")
 
 
 def default_layer(model: VGG) -> str:

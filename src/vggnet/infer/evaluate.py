@@ -12,9 +12,11 @@ from torch.utils.data import DataLoader
 
 from ..choices import INFERENCE_BATCH_SIZE
 from ..data import ImageListDataset, TableColumns, collate_skipping_failures, evaluation_samples_of
+from ..data.folders import Sample
 from ..metrics import evaluation_metrics, evaluation_sums, per_class_scores
 from ..models.vgg import VGG
 from ..models.weights import imagenet_categories, imagenet_synsets
+from ..outputs import output_folder
 from ..plots import plot_confusion_matrix
 from ..runtime import loader_workers
 from ..tables import render_table
@@ -78,11 +80,9 @@ def evaluate(
         `confusion_matrix` (rows true, columns predicted, over all of `classes`, the model's), and
         `evaluated_classes` (those with images, in the model's order).
     """
+    out = output_folder(out, "--out") if out is not None else None  # before the model loads and the data is read
     loaded = load_for_inference(model, pretrained, device, precision)
-    imagenet = loaded.classes == imagenet_categories()
-    wordnet_ids = dict(zip(imagenet_synsets(), loaded.classes, strict=True)) if imagenet else None
-    columns = TableColumns(path_column, label_column, split_column, image_root)
-    samples = evaluation_samples_of(data, loaded.classes, wordnet_ids, columns)
+    samples = evaluation_set(loaded, data, TableColumns(path_column, label_column, split_column, image_root))
     dataset = ImageListDataset(samples, loaded.preprocess.transform(), loaded.preprocess.decode_size)
     num_workers = loader_workers(workers, len(dataset), batch_size)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping_failures)
@@ -102,8 +102,20 @@ def evaluate(
         "confusion_matrix": confusion.tolist(),
     }
     if out is not None:
-        _write_outputs(report, Path(out))
+        _write_outputs(report, out)
     return report
+
+
+def evaluation_set(loaded: LoadedModel, data: str | Path, columns: TableColumns) -> list[Sample]:
+    """The labelled images of `data` (as `evaluate` takes it, a table read by `columns`) for `loaded`'s classes,
+    labelled by their index; an ImageNet model also takes folders named by WordNet id.
+
+    Raises:
+        ValueError: the data is missing or cannot be used, or a label is not one of the model's classes.
+    """
+    imagenet = loaded.classes == imagenet_categories()
+    wordnet_ids = dict(zip(imagenet_synsets(), loaded.classes, strict=True)) if imagenet else None
+    return evaluation_samples_of(data, loaded.classes, wordnet_ids, columns)
 
 
 OTHER = "(other)"  # the column of predictions outside the evaluated classes; brackets keep it apart from a class

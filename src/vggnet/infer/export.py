@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_write_bytes
 from ..choices import EXPORT_FORMATS as FORMATS
 from ..extras import require
 from ..models.factory import load_model
@@ -197,7 +198,7 @@ def _export_torchscript(model: VGG, example: torch.Tensor, path: Path, dynamic_b
 
 
 def _export_safetensors(model: VGG, loaded: LoadedModel, path: Path):
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     metadata = {
         "model": {"name": model.model_name, "kwargs": model.model_kwargs},
@@ -205,7 +206,9 @@ def _export_safetensors(model: VGG, loaded: LoadedModel, path: Path):
         "preprocess": loaded.preprocess.to_dict(),
     }
     state_dict = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state_dict, str(path), metadata={SAFETENSORS_METADATA_KEY: json.dumps(metadata)})
+    # Written here rather than by safetensors' `save_file`, whose temporary file (renamed into place) makes the
+    # export readable by its owner only, whatever the umask: this one gets the same permissions as every output.
+    atomic_write_bytes(path, save(state_dict, metadata={SAFETENSORS_METADATA_KEY: json.dumps(metadata)}))
     fresh = load_model(path).eval()
 
     def run(samples: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..choices import INFERENCE_BATCH_SIZE
 from ..data import load_rgb
 from ..models.vgg import VGG
+from ..outputs import output_folder
 from .batches import InputBatches
 from .runner import InferenceRunner
 from .source import LoadedModel, load_for_inference
@@ -71,6 +72,7 @@ class Predictor:
         with its top predictions drawn on it into that folder."""
         if topk < 1:
             raise ValueError(f"--topk must be at least 1, got {topk}")
+        folder = output_folder(save_viz, "--save-viz") if save_viz is not None else None  # before the inference
         batches = InputBatches(self.loaded, inputs, self.batch_size, self.workers, progress, "predict")
         records: dict[int, dict] = {}
         for positions, images in batches:
@@ -79,8 +81,8 @@ class Predictor:
         for position, reason in batches.errors.items():
             records[position] = {"path": batches.paths[position], "error": reason}
         ordered = [records[position] for position in range(len(batches.paths))]
-        if save_viz is not None:
-            save_visualisations([r for r in ordered if "top" in r], Path(save_viz))
+        if folder is not None:
+            save_visualisations([r for r in ordered if "top" in r], folder)
         return ordered
 
 

@@ -6,7 +6,8 @@
 Observers record activation ranges on up to `calib_images` images. The `.int8.pt` file holds the fp32 weights,
 those ranges, the classes and the preprocessing, all tensors and plain values (loaded with weights_only=True);
 `predict` and `eval` take it as `--model` and rebuild the int8 graph, compiled on first use (inductor's int8
-kernels for x86 CPUs). The report compares top-1 of fp32 and int8 on a validation folder.
+kernels for x86 CPUs). The report compares top-1 of fp32 and int8 on a validation folder. The file is written last,
+once calibration and the comparison have succeeded: a failure leaves nothing behind.
 """
 
 from dataclasses import dataclass
@@ -16,11 +17,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..atomic import atomic_save
-from ..data import ImageListDataset, collate_skipping_failures, list_images
+from ..data import ImageListDataset, TableColumns, collate_skipping_failures, list_images
 from ..models.int8 import observer_state, prepare_for_calibration, quantization_api
 from ..models.loading import QUANTIZED_FORMAT
 from ..models.vgg import VGG
-from .source import load_for_inference, output_path
+from .evaluate import evaluate, evaluation_set
+from .source import load_for_inference, output_path, quantized_model
 
 QUANTIZED_SUFFIX = ".int8.pt"
 
@@ -74,12 +76,15 @@ def quantize(
     Args:
         model: A checkpoint path, a registry name with `pretrained`, or a VGG (which is not changed).
         calib: A folder of representative images (searched recursively; labels are not needed).
-        val: A labelled folder (as `vggnet eval` takes) on which to compare fp32 and int8 top-1.
+        val: A labelled folder (as `vggnet eval` takes) on which to compare fp32 and int8 top-1; checked (it exists,
+            and its classes are the model's) before calibration.
         out: Output path (default: beside the checkpoint, `<name>.int8.pt`; an existing file there is not
             overwritten, and is reported before the model loads).
         calib_images: At most this many calibration images, spread evenly over the folder.
 
     Raises:
+        ValueError: the output path is taken, `calib` holds no readable image, or `val` is missing or labelled with
+            other classes than the model's.
         MissingExtra: torchao is not installed.
     """
     # What can fail without the model is checked before loading it.
@@ -88,7 +93,14 @@ def quantize(
     paths = list_images(Path(calib).expanduser()) if Path(calib).expanduser().is_dir() else []
     if not paths:
         raise ValueError(f"--calib {calib} holds no images; pass a folder of images like the ones the model will see")
+    if val is not None and not Path(val).expanduser().exists():
+        raise ValueError(
+            f"--val {val} does not exist; pass a labelled folder of class sub-folders (or a table), as `vggnet eval "
+            f"--data` takes"
+        )
     loaded = load_for_inference(model, pretrained, device="cpu", precision="fp32")
+    if val is not None:
+        evaluation_set(loaded, val, TableColumns())  # its classes must be the model's: told before the calibration runs
     network = loaded.model
     step = max(1, len(paths) // calib_images)
     samples = [(path, 0) for path in paths[::step][:calib_images]]
@@ -106,7 +118,6 @@ def quantize(
                 seen += len(images)
     if not seen:
         raise ValueError(f"none of the calibration images in {calib} could be read")
-    path.parent.mkdir(parents=True, exist_ok=True)
     content = {
         "format": QUANTIZED_FORMAT,
         "version": 1,
@@ -120,13 +131,13 @@ def quantize(
         "preprocess": loaded.preprocess.to_dict(),
         "source": loaded.source,
     }
-    atomic_save(content, path)
     result = QuantizeResult(path, seen)
     if val is not None:
-        from .evaluate import evaluate
-
-        exact = evaluate(loaded, val, precision="fp32")
-        quantized = evaluate(path, val)
+        # The int8 model is rebuilt from what is about to be saved, as `--model` rebuilds it from the file.
+        int8 = quantized_model(content["state_dict"], content, path, torch.device("cpu"))
+        exact, quantized = evaluate(loaded, val, precision="fp32"), evaluate(int8, val)
         result.fp32_top1, result.int8_top1 = exact["top1"], quantized["top1"]
         result.validation_images = exact["num_images"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(content, path)
     return result

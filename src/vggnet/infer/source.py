@@ -25,6 +25,7 @@ from ..models.loading import (
 )
 from ..models.registry import list_models, resolve_name
 from ..models.vgg import VGG
+from ..outputs import output_file
 from ..runtime import resolve_device, resolve_precision
 
 logger = logging.getLogger("vggnet")
@@ -99,7 +100,7 @@ def load_for_inference(
                         f"--model {model} is an int8 model; drop --precision {precision} or use the fp32 checkpoint"
                     )
                 int8_device = torch.device("cpu") if device == "auto" else torch_device
-                return _quantized(state_dict, meta, named, int8_device)
+                return quantized_model(state_dict, meta, named, int8_device)
             network, source = rebuild_model(state_dict, meta, named), str(model)
         else:
             if pretrained is None:
@@ -174,10 +175,11 @@ def output_path(out: str | Path | None, model: str | Path | VGG | LoadedModel, s
         verb: `export` or `quantize`.
 
     Raises:
-        ValueError: the default path is taken (it is never overwritten), or `model` names nothing.
+        ValueError: `out` cannot be written (see `vggnet.outputs.output_file`), the default path is taken (it is
+            never overwritten), or `model` names nothing.
     """
     if out is not None:
-        return Path(out).expanduser()
+        return output_file(out, "--out")
     if isinstance(model, LoadedModel):
         model = model.model
     if isinstance(model, torch.nn.Module):  # a VGG, or an int8 program (which has no name)
@@ -194,9 +196,9 @@ def output_path(out: str | Path | None, model: str | Path | VGG | LoadedModel, s
     return path
 
 
-def _quantized(state_dict: dict[str, torch.Tensor], meta: dict, path: Path, device: torch.device) -> LoadedModel:
+def quantized_model(state_dict: dict[str, torch.Tensor], meta: dict, path: Path, device: torch.device) -> LoadedModel:
     """The int8 program of an int8 file written by `vggnet quantize` (x86 CPUs), from `read_weights_file`'s
-    contents."""
+    contents (or from what `quantize` is about to write at `path`)."""
     if device.type != "cpu":
         raise ValueError("int8 models run on the CPU (x86 int8 kernels); use --device cpu or the fp32 checkpoint")
     for key, kind in (("model", dict), ("observers", dict), ("classes", list), ("preprocess", dict)):

@@ -8,6 +8,7 @@ score over that channel and keeps the positive part of the sum: where in the ima
 """
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from torch import nn
 from ..data import load_rgb
 from ..models.features import extract_features
 from ..models.vgg import VGG
+from ..outputs import output_file
 from ..plots import pyplot
 from .source import LoadedModel, load_for_inference, require_vgg
 
@@ -39,13 +41,48 @@ def _model_label(loaded: LoadedModel) -> str:
     return f"{getattr(loaded.model, 'model_name', None) or 'VGG'}, {source.parent.name}/{source.name}"
 
 
-def _save(figure, out: str | Path) -> Path:
-    """Write `figure` to `out` (format from its suffix, as matplotlib reads it) and close it."""
-    out = Path(out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
+def figure_path(out: str | Path, default_name: str) -> Path:
+    """The file that `--out` names for a picture, decided and checked before any work, so that the path a verb
+    reports is the one written:
+
+    - an existing folder, or a path ending in `/`: `default_name` inside it (as `predict --save-viz DIR` writes
+      into a folder), never a file beside the folder;
+    - a name without a suffix: `.png` added, as matplotlib would add it;
+    - a suffix that matplotlib cannot write: refused, naming the ones it can.
+
+    >>> Path("plots").mkdir()
+    >>> figure_path("plots", "cat_gradcam.png").as_posix(), figure_path("cam", "cat_gradcam.png").name
+    ('plots/cat_gradcam.png', 'cam.png')
+
+    Raises:
+        ValueError: an unsupported suffix, or a path that cannot be written (see `vggnet.outputs.output_file`).
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(out).expanduser()
+    if path.is_dir() or str(out).endswith(("/", os.sep)):
+        path = path / default_name
+    elif not path.suffix:
+        path = path.with_suffix(".png")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        suffixes = ", ".join(f".{name}" for name in sorted(formats))
+        raise ValueError(f"--out {out}: pictures cannot be saved as {path.suffix}; use one of: {suffixes}")
+    return output_file(path, "--out")
+
+
+def grad_cam_path(out: str | Path, image: str | Path) -> Path:
+    """Where `save_grad_cam` writes for `--out` and the image explained (see `figure_path`): in a folder,
+    `<image stem>_gradcam.png`."""
+    return figure_path(out, f"{Path(image).stem}_gradcam.png")
+
+
+def _save(figure, path: Path) -> Path:
+    """Write `figure` to `path` (from `figure_path`) and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
     pyplot().close(figure)
-    return out
+    return path
 
 
 def feature_grid(
@@ -60,7 +97,8 @@ def feature_grid(
 ) -> Path:
     """Save a grid of the first `max_maps` channels of `layer` for one image: each tile labelled with its channel
     number, all tiles on one colour scale (viridis, shown by the colour bar, so that strong and weak channels
-    can be compared), the title naming the model, the layer and the image. Returns the written path.
+    can be compared), the title naming the model, the layer and the image. Returns the written path: `out`, or
+    `<image stem>_<layer>.png` in it when `out` is a folder (see `figure_path`).
 
     >>> import vggnet
     >>> from PIL import Image
@@ -69,6 +107,7 @@ def feature_grid(
     >>> vggnet.feature_grid(model, "tomato.png", "conv1_1", "grid.png", max_maps=4, device="cpu").name
     'grid.png'
     """
+    out = figure_path(out, f"{Path(image).stem}_{layer}.png")
     loaded = load_for_inference(model, pretrained, device)
     require_vgg(loaded, "features")
     if max_maps < 1:
@@ -256,7 +295,8 @@ def cam_overlay(result: GradCam, alpha: float = 0.5) -> Image.Image:
 def save_grad_cam(result: GradCam, out: str | Path, alpha: float = 0.5) -> Path:
     """Save the network's view of the image (pixels kept square, so a 32x32 input stays crisp when enlarged)
     beside the heat map blended over it (jet colours, `alpha` opaque), with a colour bar from low to high evidence
-    and a title naming the class, its probability, the layer, the image and the model. Returns the written path.
+    and a title naming the class, its probability, the layer, the image and the model. Returns the written path:
+    `out`, or `<image stem>_gradcam.png` in it when `out` is a folder (see `grad_cam_path`).
 
     >>> import vggnet
     >>> from PIL import Image
@@ -268,6 +308,7 @@ def save_grad_cam(result: GradCam, out: str | Path, alpha: float = 0.5) -> Path:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
+    out = grad_cam_path(out, result.image)
     height, width = result.view.shape[-2:]
     view = result.view.permute(1, 2, 0).numpy()
     cam, _ = _smoothed_cam(result)  # laid over the view, which is shown unsmoothed

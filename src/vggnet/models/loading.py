@@ -2,8 +2,9 @@
 
 A local file may be a plain state dict (torchvision's, the reference repository's), a vggnet checkpoint, a DDP
 or `torch.compile` state dict (`module.` / `_orig_mod.` prefixes), or a trainer's dict holding one under
-`state_dict`, `model` or `model_state_dict`. Files are read with `torch.load(weights_only=True)`: nothing is
-unpickled beyond tensors and plain Python values.
+`state_dict`, `model` or `model_state_dict`. Files are recognised by content, whatever their name: safetensors
+files by their header, and the rest read with `torch.load(weights_only=True)`, so that nothing is unpickled beyond
+tensors and plain Python values. TorchScript and ONNX exports are refused with the file to pass instead.
 
 >>> import torch, vggnet
 >>> source = vggnet.create_model("vgg11", num_classes=10, head="compact", width_mult=0.125)
@@ -20,6 +21,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
@@ -52,6 +54,12 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _FOREIGN_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 # Where trainers commonly keep the state dict inside a bigger checkpoint dict.
 _STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
+# How a zip archive starts: torch.save's files and TorchScript archives are zip archives.
+_ZIP_MAGIC = b"PK\x03\x04"
+# An ONNX file is a protobuf ModelProto, serialised in field order: field 1, ir_version, a small varint (tag byte
+# 0x08), then the tag byte of another of its fields (producer_name, producer_version, domain, model_version,
+# doc_string, graph or opset_import). torch.save's files start otherwise (a zip archive, or a pickle's 0x80).
+_ONNX_SECOND_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42}
 
 
 @dataclass
@@ -154,13 +162,17 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     `observers`); that of a safetensors file exported by vggnet holds the entries of its `vggnet` metadata field.
     It is empty for other files.
 
+    A file is read as safetensors when its header says so, or when it is named `.safetensors` (so that a damaged
+    one is reported as such), and with `safe_torch_load` otherwise.
+
     Raises:
-        ValueError: the file is missing, damaged, not a checkpoint, or carries pickled Python objects.
+        ValueError: the file is missing, damaged, not a checkpoint (an export included), or carries pickled Python
+            objects.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(no_such_file(path))
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or _is_safetensors(path):
         try:
             with safe_open(str(path), framework="pt") as f:
                 header = f.metadata() or {}
@@ -179,9 +191,16 @@ def safe_torch_load(path: str | Path) -> object:
     """`torch.load(path, weights_only=True)` onto the CPU, with errors that say what is wrong.
 
     Raises:
-        ValueError: the file is damaged or not a PyTorch file, or it carries pickled Python objects (which are
-            never unpickled: they could run code).
+        ValueError: the file is damaged or not a PyTorch file (a TorchScript or ONNX export is named as such), or it
+            carries pickled Python objects (which are never unpickled: they could run code).
     """
+    exported = _export_format(Path(path))
+    if exported is not None:  # told before torch.load, which warns about TorchScript and advises weights_only=False
+        raise ValueError(
+            f"{path} is an export to {exported} (as `vggnet export --format {exported.lower()}` writes); vggnet loads "
+            f"checkpoints (best.pt, last.pt) and weights files (.pth, .pt, .safetensors): pass the checkpoint it was "
+            f"exported from"
+        )
     try:
         with warnings.catch_warnings():
             # torch warns about the pickle protocol of damaged files before failing on them: the error says more
@@ -205,6 +224,40 @@ def safe_torch_load(path: str | Path) -> object:
             f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {error}); the file is damaged "
             f"or of another format"
         ) from error
+
+
+def _first_bytes(path: Path, count: int) -> bytes:
+    """The first `count` bytes of a file (fewer for a shorter file; none for one that cannot be read, for the
+    reader that follows to report)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(count)
+    except OSError:
+        return b""
+
+
+def _is_safetensors(path: Path) -> bool:
+    """Whether a file starts as a safetensors file does: the header's length (8 bytes, little-endian), within the
+    file, then the header, a JSON object."""
+    head = _first_bytes(path, 9)
+    return head[8:] == b"{" and 8 + int.from_bytes(head[:8], "little") <= path.stat().st_size
+
+
+def _export_format(path: Path) -> str | None:
+    """`"TorchScript"` or `"ONNX"` for a file in one of those formats, told by content; None for any other file,
+    and for one that cannot be read (`torch.load` then says what is wrong)."""
+    head = _first_bytes(path, len(_ZIP_MAGIC))
+    if head == _ZIP_MAGIC:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return None
+        # torch.load's own test: a TorchScript archive has constants.pkl in its top folder.
+        return "TorchScript" if any(name.partition("/")[2] == "constants.pkl" for name in names) else None
+    if len(head) > 2 and head[0] == 0x08 and 0 < head[1] < 0x80 and head[2] in _ONNX_SECOND_TAGS:
+        return "ONNX"
+    return None
 
 
 def _state_dict_of(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -284,7 +284,12 @@ def test_benchmark_cli_json(trained, fake_ceiling, capsys):
     assert report["weights"] == str(checkpoint) and report["warnings"] == []
     assert report["img_size"] == 32  # no --img-size: the checkpoint's own
     assert len(report["inference"]) >= 3
-    assert main(["benchmark", "--batch-size", "one"]) == 2
+    with pytest.raises(SystemExit) as refused:  # a usage error, as the batch sizes are read
+        main(["benchmark", "--batch-size", "one"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        "vggnet benchmark: error: argument --batch-size: invalid int value: 'one'"
+    )
 
 
 def test_the_training_rows_time_plain_eager_fp32_against_vggnets_default_path_even_when_that_is_fp32():

@@ -1,5 +1,6 @@
 """The `vggnet` command: installed console script, `python -m vggnet`, and every verb's output and errors."""
 
+import argparse
 import ast
 import json
 import re
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 from vggnet.cli import build_parser, main
+from vggnet.cli.parser import positive
 from vggnet.extras import MissingExtra
 from vggnet.infer.records import render_records
 from vggnet.training.config import TrainConfig, make_config
@@ -41,7 +43,7 @@ def test_python_dash_m_lists_the_commands_with_examples():
 
 
 def test_summary_table(capsys):
-    code, out, _ = run(capsys, "summary", "--model", "vgg_tiny", "--input-size", "64")
+    code, out, _ = run(capsys, "summary", "--model", "vgg_tiny", "--img-size", "64")
     assert code == 0
     assert out.startswith("vgg11 (classic head, 1000 classes), input 3x64x64")
     assert "pool5    MaxPool2d" in out
@@ -50,7 +52,7 @@ def test_summary_table(capsys):
 
 def test_summary_markdown_with_model_options(capsys):
     code, out, _ = run(
-        capsys, "summary", "--model", "vgg16_bn", "--input-size", "32", "--head", "compact", "--num-classes", "10",
+        capsys, "summary", "--model", "vgg16_bn", "--img-size", "32", "--head", "compact", "--num-classes", "10",
         "--in-chans", "1", "--width-mult", "0.5", "--format", "markdown",
     )  # fmt: skip
     assert code == 0
@@ -74,8 +76,6 @@ def test_models_table_and_json(capsys):
     ("argv", "message"),
     [
         (["summary", "--model", "vgg17"], "unknown model 'vgg17'; choose one of: vgg11, "),
-        (["summary", "--model", "vgg16", "--input-size", "16"], "input size 16 is too small .* at least 32"),
-        (["summary", "--model", "vgg16", "--num-classes", "-1"], "num_classes=-1 must be an integer >= 0"),
     ],
 )
 def test_bad_values_exit_2_with_the_fix(capsys, argv, message):
@@ -247,9 +247,9 @@ def test_prediction_records_as_table_csv_and_json():
 
 
 def test_summary_takes_model_like_the_other_verbs(capsys):
-    code, by_flag, _ = run(capsys, "summary", "--model", "vgg_tiny", "--input-size", "64")
+    code, by_flag, _ = run(capsys, "summary", "--model", "vgg_tiny", "--img-size", "64")
     assert code == 0 and by_flag.startswith("vgg11 (classic head, 1000 classes), input 3x64x64")
-    assert run(capsys, "summary", "vgg_tiny", "--input-size", "64") == (0, by_flag, "")
+    assert run(capsys, "summary", "vgg_tiny", "--img-size", "64") == (0, by_flag, "")
 
 
 @pytest.mark.parametrize(
@@ -424,6 +424,24 @@ def test_an_unforeseen_os_error_is_one_line_naming_the_file(capsys, monkeypatch)
     assert (code, out, err) == (1, "", "vggnet export: failed: [Errno 28] No space left on device: '/full/m.onnx'\n")
 
 
+def test_other_libraries_unhelpful_warnings_are_kept_off_the_command_line(caplog, monkeypatch):
+    """PyTorch's notices at every int8 start (torchao's Enum) and compilation without CUDA: silenced by every verb,
+    while their errors and other libraries' warnings still show."""
+    import logging
+
+    from vggnet.console import UNHELPFUL_LOGGERS
+
+    for name in UNHELPFUL_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    assert main(["models", "--format", "json"]) == 0
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("torch.utils.cpp_extension").warning("No CUDA runtime is found, using CUDA_HOME='/usr'")
+        logging.getLogger("torch.utils._pytree").warning("<enum 'KernelPreference'> is an Enum subclass")
+        logging.getLogger("torch.utils.cpp_extension").error("a real error")
+        logging.getLogger("torch._inductor").warning("another warning")
+    assert [record.getMessage() for record in caplog.records] == ["a real error", "another warning"]
+
+
 def test_ctrl_c_in_a_verb_is_one_line_and_exit_code_130(capsys, monkeypatch):
     def export(*args, **kwargs):
         raise KeyboardInterrupt
@@ -461,3 +479,151 @@ def test_a_picture_suffix_that_cannot_be_written_is_refused_first(trained, tmp_p
     assert code == 2 and out == "" and len(err.splitlines()) == 1
     assert err.startswith(f"vggnet {verb}: error: --out {out_path}: pictures cannot be saved as .txt; use one of: ")
     assert {".png", ".pdf", ".svg", ".jpg"} <= set(err.split("use one of: ")[1].strip().split(", "))
+
+
+# ---- flags: values, names and help -----------------------------------------------------------------------------
+
+
+def test_summary_of_a_checkpoint_refuses_the_flags_that_would_describe_another_model(trained, capsys):
+    checkpoint = str(trained[0])  # vgg11_bn, compact head, 3 classes, 1/8 width, 32x32
+    code, out, _ = run(capsys, "summary", "--model", checkpoint, "--img-size", "64")  # not the architecture
+    assert code == 0 and out.startswith("vgg11_bn (compact head, 3 classes), input 3x64x64")
+    code, out, err = run(capsys, "summary", "--model", checkpoint, "--head", "classic")
+    assert (code, out, err) == (2, "", "vggnet summary: error: --head is fixed by the checkpoint (compact); drop it\n")
+    code, out, err = run(capsys, "summary", checkpoint, "--num-classes", "3", "--in-chans", "1", "--width-mult", "0.5")
+    assert (code, out) == (2, "")
+    assert err == (
+        "vggnet summary: error: --num-classes, --in-chans and --width-mult are fixed by the checkpoint (3, 3, 0.125); "
+        "drop them\n"
+    )
+
+
+# Each count flag of each verb but train (whose settings check themselves), given a value below its minimum. The
+# verbs' other arguments are left out: the value is refused as it is read, before they are looked for.
+BELOW_THE_MINIMUM = [
+    ("eval", "--batch-size", "0", 1),
+    ("predict", "--batch-size", "0", 1),
+    ("embed", "--batch-size", "0", 1),
+    ("benchmark", "--batch-size", "8,0", 1),
+    ("serve", "--max-batch-size", "0", 1),
+    ("eval", "--workers", "-1", 0),
+    ("predict", "--workers", "-1", 0),
+    ("embed", "--workers", "-1", 0),
+    ("predict", "--topk", "0", 1),
+    ("serve", "--topk", "0", 1),
+    ("serve", "--max-queue", "0", 1),
+    ("predict", "--shard-size", "0", 1),
+    ("embed", "--shard-size", "0", 1),
+    ("predict", "--num-workers", "0", 1),
+    ("embed", "--num-workers", "0", 1),
+    ("features", "--max-maps", "0", 1),
+    ("quantize", "--calib-images", "0", 1),
+    ("benchmark", "--rounds", "0", 1),
+    ("summary", "--num-classes", "-1", 0),
+    ("summary", "--in-chans", "0", 1),
+    ("summary", "--img-size", "16", 32),
+    ("summary", "--input-size", "16", 32),
+    ("models", "--img-size", "16", 32),
+    ("models", "--input-size", "16", 32),
+    ("export", "--img-size", "16", 32),
+    ("benchmark", "--img-size", "16", 32),
+]
+
+
+@pytest.mark.parametrize(
+    ("verb", "flag", "value", "minimum"),
+    BELOW_THE_MINIMUM,
+    ids=[f"{verb} {flag}" for verb, flag, *_ in BELOW_THE_MINIMUM],
+)
+def test_a_count_below_its_minimum_is_refused_alike_by_every_verb(capsys, verb, flag, value, minimum):
+    why = " (for VGG's five 2x2 max-pools)" if minimum == 32 else ""
+    assert usage_error(capsys, verb, flag, value).splitlines() == [
+        f"vggnet {verb}: error: argument {flag}: must be at least {minimum}, got {value.split(',')[-1]}{why}",
+        f"run 'vggnet {verb} --help' for usage",
+    ]
+
+
+def test_every_count_flag_has_its_minimum():
+    """A new number flag takes a type with a minimum (and a line above); --port alone is a plain int (0-65535)."""
+    counts = {
+        (verb, flag)
+        for verb, parser in build_parser().verbs.items()
+        if verb != "train"
+        for flag, action in parser.flags.items()
+        if action.type not in (None, float, positive)
+    }
+    assert counts == {(verb, flag) for verb, flag, *_ in BELOW_THE_MINIMUM} | {("serve", "--port")}
+    assert build_parser().verbs["serve"].flags["--port"].type is int
+
+
+def test_a_number_that_must_be_positive_names_its_flag(capsys):
+    assert usage_error(capsys, "summary", "vgg16", "--width-mult", "0").startswith(
+        "vggnet summary: error: argument --width-mult: must be more than 0, got 0\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("verb", "message"),
+    [
+        ("tain", "unknown command 'tain' (did you mean train?)"),
+        ("sumary", "unknown command 'sumary' (did you mean summary?)"),
+        ("xyzzy", f"unknown command 'xyzzy'; choose one of: {', '.join(build_parser().verbs)}"),
+    ],
+)
+def test_a_misspelt_verb_gets_the_closest_one_as_a_misspelt_flag_does(capsys, verb, message):
+    assert usage_error(capsys, verb, "--help").splitlines() == [
+        f"vggnet: error: {message}",
+        "run 'vggnet --help' for usage",
+    ]
+
+
+def test_a_misspelt_flag_of_an_argument_group_gets_the_closest_one(capsys):
+    argv = ["embed", "--model", "m.pt", "--out", "e.npz", "--num-worker=2"]
+    assert usage_error(capsys, *argv).splitlines()[0] == (
+        "vggnet embed: error: unrecognized arguments: --num-worker=2 (did you mean --num-workers?)"
+    )
+
+
+def test_every_verb_that_takes_an_input_side_calls_it_img_size(capsys, monkeypatch):
+    verbs = build_parser().verbs
+    takes = {verb for verb, parser in verbs.items() if {"--img-size", "--input-size"} & set(parser.flags)}
+    assert takes == {"train", "export", "benchmark", "summary", "models"}
+    assert all(verbs[verb].flags["--img-size"].dest == "img_size" for verb in takes)
+    # --input-size, summary's and models' name before, still works, and the help shows --img-size alone
+    code, out, _ = run(capsys, "summary", "vgg_tiny", "--input-size", "64")
+    assert code == 0 and out.startswith("vgg11 (classic head, 1000 classes), input 3x64x64")
+    code, out, _ = run(capsys, "models", "--input-size", "64")
+    assert code == 0 and run(capsys, "models", "--img-size", "64") == (0, out, "") and "GMACs@64" in out
+    monkeypatch.setenv("COLUMNS", "1000")
+    for verb in ("summary", "models"):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        shown = capsys.readouterr().out
+        assert "--img-size IMG_SIZE" in shown and "--input-size" not in shown
+
+
+@pytest.mark.parametrize("verb", [verb for verb in build_parser().verbs if verb != "train"])
+def test_every_argument_has_help_that_ends_with_its_default_as_trains_do(verb):
+    """As in `vggnet train --help` (`test_train_help_shows_the_defaults_each_kind_of_run_uses`): a flag's default is
+    the bare value in the last parentheses, "(table)" or "(8; 1: no batching)"; "(default: ...)" is for words
+    that say what a flag left out does, as "(default: the checkpoint's, else 224)"."""
+    for action in build_parser().verbs[verb]._actions:  # argparse's list, positionals included
+        if action.help == argparse.SUPPRESS:  # an older name, which still works
+            continue
+        assert action.help, f"{verb} {action.dest}: no help"
+        if action.nargs == 0 or action.required or action.default is None or isinstance(action.default, list):
+            continue  # switches, required flags, flags whose help says in words what not giving them does, lists
+        default = f"{action.default:g}" if isinstance(action.default, float) else str(action.default)
+        shown = re.search(r"\(([^()]*)\)$", action.help)
+        assert shown and shown[1].split(";")[0] == default, f"{verb} {action.option_strings[0]}: {action.help!r}"
+
+
+@pytest.mark.parametrize(("given", "printed"), [("preds.json", "json"), ("preds.csv", "csv"), ("preds", "json")])
+def test_predict_says_how_to_save_what_it_prints_when_out_is_not_a_parquet_folder(capsys, given, printed):
+    code, out, err = run(capsys, "predict", "--model", "m.pt", "x.jpg", "--out", given)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"vggnet predict: error: --out {given}: predict's --out is a folder of Parquet shards, its name ending in "
+        f".parquet (--out preds.parquet); for JSON or CSV, drop --out and redirect the output: --format {printed} > "
+        f"preds.{printed}\n"
+    )

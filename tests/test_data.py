@@ -86,8 +86,22 @@ def test_single_image_class_cannot_be_split(tmp_path):
     root = write_image_folder(tmp_path / "d", per_class=1, split=False)
     with pytest.raises(ValueError, match="single image"):
         discover_splits(root)
-    with pytest.raises(ValueError, match="--val-split 1.5 must be between 0 and 1"):
-        discover_splits(root, val_split=1.5)
+
+
+@pytest.mark.parametrize("val_split", [0.0, 1.0, 1.5, -0.2])
+def test_a_val_split_that_holds_out_nothing_or_everything_is_refused_alike_by_the_config_and_the_split(
+    tmp_path, val_split
+):
+    """Nothing, or every image, held out is no split: the settings refuse it before the data is read, and the split
+    of a folder given in Python with the same words."""
+    from vggnet.training.config import TrainConfig
+
+    root = write_image_folder(tmp_path / "d", split=False)
+    with pytest.raises(ValueError) as by_settings:
+        TrainConfig(data=str(root), val_split=val_split)
+    with pytest.raises(ValueError) as by_split:
+        discover_splits(root, val_split=val_split)
+    assert str(by_settings.value) == str(by_split.value) == f"--val-split must be in (0, 1), got {val_split}; e.g. 0.2"
 
 
 def _remove(path):

@@ -150,7 +150,7 @@ def test_the_commands_stream_with_lists_and_report(trained, job_inputs, tmp_path
     assert "4 of them written by an earlier run" in capsys.readouterr().out
     argv = ["predict", "--model", str(trained[0]), "--list", str(listing), "--out", str(tmp_path / "p.json")]
     assert main(argv) == 2
-    assert "must name a folder ending in .parquet" in capsys.readouterr().err
+    assert f"ending in .parquet (--out {tmp_path / 'p.parquet'}); for JSON" in capsys.readouterr().err
 
 
 def test_the_ray_engine_names_files_for_workers_elsewhere_and_its_missing_extra(trained, tmp_path, monkeypatch):

@@ -81,6 +81,13 @@ def test_eval_refuses_a_folder_with_other_classes(trained, tmp_path):
         evaluate(checkpoint, other)
 
 
+def test_eval_refuses_a_batch_size_below_1_first_as_predict_and_embed_do(trained, tmp_path):
+    checkpoint, data = trained
+    with pytest.raises(ValueError, match=r"^--batch-size must be at least 1, got 0$"):
+        evaluate(checkpoint, data, batch_size=0, out=tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()  # refused before the output folder is made
+
+
 def test_eval_on_some_of_the_classes(trained, tmp_path, caplog):
     checkpoint, _ = trained
     some = write_image_folder(tmp_path / "some", classes=("ant", "bee"), split=False)
@@ -191,16 +198,16 @@ def test_predict_records_errors_and_order(trained, mixed_inputs):
         assert record["top"][0]["prob"] >= record["top"][1]["prob"]
 
 
-def test_decoding_workers_default_to_the_spare_cores_for_more_than_one_batch(trained, monkeypatch, capsys):
+def test_decoding_workers_default_to_the_spare_cores_for_more_than_one_batch(monkeypatch):
     from vggnet import runtime
 
     monkeypatch.setattr(runtime, "default_workers", lambda: 3)
     assert runtime.loader_workers(None, images=9, batch_size=8) == 3
     assert runtime.loader_workers(None, images=8, batch_size=8) == 0  # one batch: no process to start
     assert runtime.loader_workers(2, images=1, batch_size=8) == 2  # as asked
-    checkpoint, data = trained
-    assert main(["predict", "--model", str(checkpoint), str(data), "--workers", "-1"]) != 0
-    assert "--workers must be 0 (decode in this process) or more, got -1" in capsys.readouterr().err
+    # for Python callers: the CLI refuses -1 as it reads --workers (test_cli.py)
+    with pytest.raises(ValueError, match=r"^--workers must be 0 \(decode in this process\) or more, got -1$"):
+        runtime.loader_workers(-1, images=9, batch_size=8)
 
 
 def test_predict_cli_exit_codes_and_formats(trained, mixed_inputs, tmp_path, capsys):

@@ -384,6 +384,7 @@ def test_the_run_is_described_in_words_and_a_warm_up_as_long_as_the_run_is_warne
     # the compact head's 64 x 3 weights and 3 biases, which in millions would be 0.00M
     assert "0.15M parameters, 195 trainable" in printed and "1 epoch of 3 steps" in printed
     assert "0 loader workers" in printed and "(cosine, 1 warm-up epoch)" in printed
+    assert "top-5" not in printed  # with three classes, always all of them
     [warning] = [record.getMessage() for record in caplog.records if "--warmup-epochs" in record.getMessage()]
     assert "--warmup-epochs 1 is the whole run (--epochs 1)" in warning and "only at the last step" in warning
     caplog.clear()

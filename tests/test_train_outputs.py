@@ -58,6 +58,12 @@ def test_a_failed_start_leaves_no_run_folder(image_folder, tmp_path, runs, setti
     assert [p.name for p in (runs / "exp").iterdir()] == ["notes.txt"]
 
 
+def test_a_missing_weights_file_is_named_before_the_data_is_looked_for(tmp_path, runs):
+    # The data is missing too: the weights are named first, as a scan of real data can take minutes.
+    with pytest.raises(ValueError, match="/no/such/file.pt"):
+        tiny_train(tmp_path / "nowhere", runs, pretrained="/no/such/file.pt")
+
+
 def test_missing_tensorboard_is_named_before_anything_is_written(image_folder, runs, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # what an environment without the package imports
     with pytest.raises(ImportError, match=r"pip install 'vggnet\[tensorboard\]'"):
@@ -143,7 +149,7 @@ def test_the_tensorboard_writer_is_closed_on_every_exit(image_folder, tmp_path, 
 
 
 @pytest.mark.parametrize("precision", ["auto", "bf16"])
-def test_eval_of_best_pt_reproduces_the_recorded_validation(tmp_path, precision):
+def test_eval_of_best_pt_reproduces_the_recorded_validation(tmp_path, precision, capsys):
     # Seven classes on five colours (two pairs look alike), so that top-1 and top-5 are not all hits. 35 validation
     # images: more than one of eval's batches. The loss shows the smallest difference in arithmetic: before
     # validation ran eval's form and batches, it differed in the 8th digit at fp32 (batches of 8 against eval's
@@ -151,6 +157,7 @@ def test_eval_of_best_pt_reproduces_the_recorded_validation(tmp_path, precision)
     classes = ("ant", "bee", "cat", "dog", "elk", "fox", "gnu")
     data = write_image_folder(tmp_path / "data", classes=classes, per_class=10)
     result = tiny_train(data, tmp_path / "runs", epochs=2, precision=precision)
+    assert f"top-5 {result.metrics['val_top5']:.4f}" in capsys.readouterr().out  # with more than five classes
     best = torch.load(result.run_dir / "best.pt", weights_only=True)
     recorded = best["metrics"]
     used = "bf16" if precision == "bf16" else resolve_precision("auto", torch.device(best["runtime"]["device"]))

@@ -1,6 +1,6 @@
 """Per-layer analysis of a VGG: output shape, parameters, MACs, receptive field and effective stride.
 
-    $ vggnet summary vgg16 --input-size 224 --format table
+    $ vggnet summary --model vgg16 --img-size 224 --format table
 
     >>> import vggnet
     >>> summary = vggnet.summarize("vgg16")

@@ -1,7 +1,7 @@
 """The `vggnet` command. Each verb parses its flags, calls one public Python function and prints the result.
 
     vggnet models
-    vggnet summary --model vgg16 --input-size 224 --format json
+    vggnet summary --model vgg16 --img-size 224 --format json
 
 Exit codes: 0 success, 1 a failure at run time, 2 a bad argument (the message names it and the fix).
 
@@ -9,7 +9,7 @@ Parsing imports no torch: the flags' choices and defaults come from light module
 `models.registry`, `training.config`), and each verb imports its function when it runs, so that `vggnet --help`
 answers at once.
 
-- `parser`: `CommandParser`, argparse with whole flags only and one-line usage errors
+- `parser`: `CommandParser`, argparse with whole flags only and one-line usage errors; the number flags' types
 - `training`: `train` (flags made from `TrainConfig`'s fields) and `data`
 - `inference`: `eval`, `predict`, `embed`, `features`, `explain`, `export`, `quantize`
 - `streaming`: inputs from lists and tables, and `--out DIR.parquet`, for `predict` and `embed`

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..choices import DEVICES, EXPORT_FORMATS, INFERENCE_BATCH_SIZE, PRECISIONS
+from .parser import IMG_SIZE, at_least
 from .streaming import add_input_arguments, inputs_of, run_stream, streams
 from .training import TABLE_SETTINGS, add_settings
 
@@ -21,7 +22,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser, precision: bool = True
         "--model", required=True, metavar="CKPT|NAME", help="a checkpoint (best.pt) or a model name with --pretrained"
     )
     parser.add_argument("--pretrained", metavar="imagenet|PATH", help="weights for a model name")
-    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA when available")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA when available (auto)")
     if precision:
         parser.add_argument(
             "--precision",
@@ -33,11 +34,14 @@ def _add_model_arguments(parser: argparse.ArgumentParser, precision: bool = True
 
 def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--batch-size", type=int, default=INFERENCE_BATCH_SIZE, help=f"images per batch ({INFERENCE_BATCH_SIZE})"
+        "--batch-size",
+        type=at_least(1),
+        default=INFERENCE_BATCH_SIZE,
+        help=f"images per batch ({INFERENCE_BATCH_SIZE})",
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=at_least(0),
         metavar="N",
         help="decoding processes (default: one per spare core, up to 8, when the inputs make more than one batch)",
     )
@@ -114,9 +118,11 @@ def add_predict(commands: argparse._SubParsersAction) -> None:
     )
     _add_model_arguments(parser)
     add_input_arguments(parser)
-    parser.add_argument("--topk", type=int, default=5, help="predictions per image (5)")
+    parser.add_argument("--topk", type=at_least(1), default=5, help="predictions per image (5)")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (table)")
-    parser.add_argument("--out", metavar="DIR.parquet", help="stream the rows into Parquet shards (resumable)")
+    parser.add_argument(
+        "--out", metavar="DIR.parquet", help="stream the rows into resumable Parquet shards there (default: print them)"
+    )
     parser.add_argument("--save-viz", metavar="DIR", help="also write each image with its predictions drawn on it")
     parser.add_argument("--compile", action="store_true", help="torch.compile first (a one-time cost)")
     _add_batch_arguments(parser)
@@ -129,7 +135,13 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         if not streams(args):
-            raise ValueError(f"--out {args.out} must name a folder ending in .parquet (or leave --out out to print)")
+            out = Path(args.out)
+            printed = out.suffix[1:] if out.suffix in (".json", ".csv") else "json"
+            raise ValueError(
+                f"--out {out}: predict's --out is a folder of Parquet shards, its name ending in .parquet (--out "
+                f"{out.with_suffix('.parquet')}); for JSON or CSV, drop --out and redirect the output: --format "
+                f"{printed} > {out.with_suffix('.' + printed)}"
+            )
         if args.save_viz:
             raise ValueError("--save-viz draws printed predictions; drop it with --out DIR.parquet")
         return run_stream(args, _inference_options(args), topk=args.topk)
@@ -165,10 +177,15 @@ def add_embed(commands: argparse._SubParsersAction) -> None:
     )
     _add_model_arguments(parser)
     add_input_arguments(parser)
-    parser.add_argument("--layer", help="canonical layer name (relu7, fc7, pool5, ...)")
+    parser.add_argument(
+        "--layer", help="canonical layer name, such as relu7, fc7 or pool5 (default: the input of the last layer)"
+    )
     parser.add_argument("--normalize", action="store_true", help="scale each vector to unit L2 norm")
     parser.add_argument(
-        "--out", required=True, metavar="FILE.npz|DIR.parquet", help="where to save (.parquet: streamed, resumable)"
+        "--out",
+        required=True,
+        metavar="FILE.npz|DIR.parquet",
+        help="an .npz file, or a .parquet folder of streamed, resumable shards",
     )
     _add_batch_arguments(parser)
     parser.set_defaults(run=_run_embed)
@@ -210,9 +227,9 @@ def add_features(commands: argparse._SubParsersAction) -> None:
         epilog="example: vggnet features --model runs/train/exp/best.pt cat.jpg --layer conv1_1 --out grid.png",
     )
     _add_model_arguments(parser, precision=False)
-    parser.add_argument("image", metavar="IMAGE")
+    parser.add_argument("image", metavar="IMAGE", help="the image file")
     parser.add_argument("--layer", default="conv1_1", help="canonical layer name (conv1_1)")
-    parser.add_argument("--max-maps", type=int, default=64, help="at most this many channels (64)")
+    parser.add_argument("--max-maps", type=at_least(1), default=64, help="at most this many channels (64)")
     parser.add_argument(
         "--out",
         required=True,
@@ -242,7 +259,7 @@ def add_explain(commands: argparse._SubParsersAction) -> None:
         epilog="example: vggnet explain --model vgg16 --pretrained imagenet cat.jpg --class 'tabby' --out cam.png",
     )
     _add_model_arguments(parser, precision=False)
-    parser.add_argument("image", metavar="IMAGE")
+    parser.add_argument("image", metavar="IMAGE", help="the image file")
     parser.add_argument("--class", dest="target", metavar="NAME", help="class to explain (default: the predicted)")
     parser.add_argument("--layer", help="canonical layer name (default: the last ReLU of block 5)")
     parser.add_argument(
@@ -276,9 +293,12 @@ def add_export(commands: argparse._SubParsersAction) -> None:
         epilog="example: vggnet export --model runs/train/exp/best.pt --format onnx --dynamic-batch",
     )
     _add_model_arguments(parser, precision=False)
-    parser.add_argument("--format", choices=EXPORT_FORMATS, required=True)
+    parser.add_argument(
+        "--format", choices=EXPORT_FORMATS, required=True,
+        help="what to write: an ONNX graph, a TorchScript program, or the weights with their metadata as safetensors",
+    )  # fmt: skip
     parser.add_argument("--out", metavar="PATH", help="output file (default: beside the checkpoint)")
-    parser.add_argument("--img-size", type=int, help="input side (default: the model's preprocessing)")
+    parser.add_argument("--img-size", type=IMG_SIZE, help="input side (default: the model's preprocessing)")
     parser.add_argument("--dynamic-batch", action="store_true", help="let the batch size vary (ONNX)")
     parser.set_defaults(run=_run_export)
 
@@ -310,7 +330,9 @@ def add_quantize(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--pretrained", metavar="imagenet|PATH", help="weights for a model name")
     parser.add_argument("--calib", required=True, metavar="DIR", help="representative images (labels not needed)")
     parser.add_argument("--val", metavar="DIR", help="labelled folder to compare fp32 and int8 top-1 on")
-    parser.add_argument("--calib-images", type=int, default=256, help="at most this many calibration images (256)")
+    parser.add_argument(
+        "--calib-images", type=at_least(1), default=256, help="at most this many calibration images (256)"
+    )
     parser.add_argument("--out", metavar="PATH", help="output .int8.pt (default: beside the checkpoint)")
     parser.set_defaults(run=_run_quantize)
 

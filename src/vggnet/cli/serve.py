@@ -11,6 +11,7 @@ import re
 import time
 
 from ..choices import DEVICES, PRECISIONS
+from .parser import at_least
 
 logger = logging.getLogger("vggnet")
 # A served model's name appears in URLs: letters, digits, '_', '-' and '.'.
@@ -35,20 +36,24 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
         "NAME= names it in the URLs (default: its architecture, e.g. vgg11_bn)",
     )
     parser.add_argument("--pretrained", metavar="imagenet|PATH", help="weights for the models given by name")
-    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA when available")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: bf16 where native, else fp32")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA when available (auto)")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 where native, else fp32 (auto)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1; 0.0.0.0: every one)")
     parser.add_argument("--port", type=int, default=8000, help="port (8000; 0: any free port)")
-    parser.add_argument("--max-batch-size", type=int, default=8, help="images per batch at most (8; 1: no batching)")
+    parser.add_argument(
+        "--max-batch-size", type=at_least(1), default=8, help="images per batch at most (8; 1: no batching)"
+    )
     parser.add_argument(
         "--max-delay-ms", type=float, default=5.0, help="how long a batch may wait for requests being decoded (5)"
     )
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="larger request bodies get 413 (20)")
-    parser.add_argument("--max-queue", type=int, default=64, help="images waiting beyond this get 503 (64)")
+    parser.add_argument("--max-queue", type=at_least(1), default=64, help="images waiting beyond this get 503 (64)")
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $VGGNET_API_KEY, if set)")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow browser calls "
                         "from this origin (repeatable; none by default)")  # fmt: skip
-    parser.add_argument("--topk", type=int, default=5, help="classes per image when a request does not say (5)")
+    parser.add_argument("--topk", type=at_least(1), default=5, help="classes per image when a request does not say (5)")
     parser.set_defaults(run=_run_serve)
 
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from ..choices import ENGINES
+from .parser import at_least
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,14 +23,15 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         "relative paths are relative to the list's folder (repeatable)",
     )  # fmt: skip
     parser.add_argument(
-        "--path-column", help="the path column of a --list table (path, or filename in a table without path)"
+        "--path-column", help="the path column of a --list table (default: path, or filename in a table without path)"
     )
     parser.add_argument(
         "--image-root", metavar="DIR",
-        help="the folder that a --list's relative paths are relative to (the list's folder, or the images/ beside it)",
+        help="the folder that a --list's relative paths are relative to (default: the list's folder, or the images/ "
+        "beside it)",
     )  # fmt: skip
     parser.add_argument(
-        "--shard-size", type=int, default=10_000, help="inputs per Parquet shard of --out DIR.parquet (10000)"
+        "--shard-size", type=at_least(1), default=10_000, help="inputs per Parquet shard of --out DIR.parquet (10000)"
     )
     engine = parser.add_argument_group("engine of --out DIR.parquet")
     engine.add_argument(
@@ -37,12 +39,12 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="local: this process, decoding in --workers processes; ray: a Ray Data pipeline on a local or "
         "running Ray cluster (pip install 'vggnet[ray]') (local)",
     )  # fmt: skip
-    engine.add_argument("--num-workers", type=int, default=1, metavar="N", help="ray: model actors (1)")
+    engine.add_argument("--num-workers", type=at_least(1), default=1, metavar="N", help="ray: model actors (1)")
     engine.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="CPUS", help="ray: CPUs per actor (1)")
     engine.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="GPUS", help="ray: GPUs per actor (0)")
     engine.add_argument(
-        "--address", help="ray: the cluster to join (auto: the one running on this machine; ray://HOST:10001); "
-        "default: start a local one",
+        "--address", help="ray: the cluster to join, auto (the one running on this machine) or ray://HOST:10001 "
+        "(default: start a local one)",
     )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from ..outputs import output_folder
 from ..plots import plot_confusion_matrix
 from ..runtime import loader_workers
 from ..tables import render_table
+from .batches import check_batch_size
 from .runner import InferenceRunner
 from .source import LoadedModel, load_for_inference
 
@@ -80,6 +81,7 @@ def evaluate(
         `confusion_matrix` (rows true, columns predicted, over all of `classes`, the model's), and
         `evaluated_classes` (those with images, in the model's order).
     """
+    check_batch_size(batch_size)
     out = output_folder(out, "--out") if out is not None else None  # before the model loads and the data is read
     loaded = load_for_inference(model, pretrained, device, precision)
     samples = evaluation_set(loaded, data, TableColumns(path_column, label_column, split_column, image_root))

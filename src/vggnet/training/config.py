@@ -152,9 +152,10 @@ class TrainConfig:
             raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}; any integer in it, e.g. 0")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr}; try {OPTIMIZER_DEFAULTS[self.opt]['lr']}")
-        for name, value in (("val_split", self.val_split), ("dropout", self.dropout)):
-            if not 0 <= value < 1:
-                raise ValueError(f"{flag(name)} must be in [0, 1), got {value}")
+        if not 0 < self.val_split < 1:  # the same message as data.folders.hold_out's
+            raise ValueError(f"--val-split must be in (0, 1), got {self.val_split}; e.g. 0.2")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}; 0.1 is usual")
         if not 0 < self.crop_pct <= 1:

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_save
 from ..data import Preprocess
+from ..models.loading import weights_keyword
 from ..outputs import output_folder
 from ..plots import plot_confusion_matrix, plot_results
 from ..runtime import resolve_precision
@@ -121,7 +122,9 @@ def train(*, resume: str | Path | None = None, config_file: str | Path | None = 
         if config_file is not None:
             settings = {**load_config_file(config_file), **settings}
         config = make_config(settings)
-        output_folder(config.out, "--out")  # before the data scan, which can take minutes
+        # Before the data scan, which can take minutes: where the run goes, and the weights it starts from.
+        output_folder(config.out, "--out")
+        weights_keyword(config.pretrained)  # a weights file that is not there
         run_dir = None
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     distributed, device = Distributed.from_environment(config.device)
@@ -351,9 +354,10 @@ class _Run:
             for key, value in row.items():
                 if key != "epoch":
                     self.writer.add_scalar(key, value, self.epoch)
+        top5 = f" top-5 {row['val_top5']:.4f}" if len(self.classes) > 5 else ""  # always 1 with 5 classes or fewer
         print(
             f"epoch {self.epoch}/{self.config.epochs}  train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.4f}"
-            f"  val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}"
+            f"  val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f}{top5}"
             f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s {row['images_per_s']:.0f} img/s" + ("  *" if improved else "")
         )
 

@@ -41,7 +41,9 @@ PARSE_ONLY = {
     "(tests/test_benchmark.py runs it small)",
 }
 # Appended to every `vggnet train` that runs: the README's runs take 10 or more epochs; one shows that they work.
+# A resume continues the main job, which ran one: one more (a finished run is refused, with the way to extend it).
 TRAIN_OVERRIDES = ["--epochs", "1"]
+RESUME_OVERRIDES = ["--epochs", "2"]
 # What a reader types for the README's placeholders, for the commands that run.
 PLACEHOLDERS = {"DIR": "eval_out", "NAME": "3", "PATH": "exported/best.onnx"}
 # A settings file for `vggnet train --config my.yaml`: a tiny model on the tiny ~/flowers folder.
@@ -263,7 +265,7 @@ def test_every_command_runs_on_the_main_jobs_model(block, sandbox):
         for argv in variants(command.argv):
             argv = [PLACEHOLDERS.get(token, token) for token in argv]
             if argv[0] == "train":
-                argv += TRAIN_OVERRIDES
+                argv += RESUME_OVERRIDES if "--resume" in argv else TRAIN_OVERRIDES
             code, out, err = run_vggnet(argv, sandbox)
             written = [argv[i + 1] for i, token in enumerate(argv) if token == "--out"]
             written += [command.arrow] if command.arrow else []

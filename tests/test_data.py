@@ -89,19 +89,23 @@ def test_single_image_class_cannot_be_split(tmp_path):
 
 
 @pytest.mark.parametrize("val_split", [0.0, 1.0, 1.5, -0.2])
-def test_a_val_split_that_holds_out_nothing_or_everything_is_refused_alike_by_the_config_and_the_split(
-    tmp_path, val_split
-):
-    """Nothing, or every image, held out is no split: the settings refuse it before the data is read, and the split
-    of a folder given in Python with the same words."""
+def test_a_val_split_must_hold_out_some_images_and_not_all(tmp_path, val_split):
+    """The settings refuse a fraction outside [0, 1) before the data is read (0, holding nothing out, is for data
+    with a val split of its own, and for runs saved with it); the split of data without one needs (0, 1)."""
     from vggnet.training.config import TrainConfig
 
     root = write_image_folder(tmp_path / "d", split=False)
-    with pytest.raises(ValueError) as by_settings:
-        TrainConfig(data=str(root), val_split=val_split)
-    with pytest.raises(ValueError) as by_split:
+    if val_split == 0.0:
+        assert TrainConfig(data=str(root), val_split=val_split).val_split == 0.0
+    else:
+        with pytest.raises(ValueError, match=rf"^--val-split must be in \[0, 1\), got {val_split}; e\.g\. 0\.2 "):
+            TrainConfig(data=str(root), val_split=val_split)
+    with pytest.raises(
+        ValueError,
+        match=rf"must be in \(0, 1\) to hold images out of data without a val split, got {val_split}; e\.g\. 0\.2$",
+    ):
         discover_splits(root, val_split=val_split)
-    assert str(by_settings.value) == str(by_split.value) == f"--val-split must be in (0, 1), got {val_split}; e.g. 0.2"
+    assert discover_splits(write_image_folder(tmp_path / "split"), val_split=0.0).val  # its own val/ folder
 
 
 def _remove(path):

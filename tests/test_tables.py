@@ -176,7 +176,8 @@ def _rewrite(table, edit):
          r"has 1 label\(s\) in column 'label' \(ant\); a classifier needs two or more"),
         (lambda t: (_rewrite(t, lambda i, row: row if i < 9 else None), {}),  # a single cat
          r"classes \['cat'\] have a single image.*or mark each row train or val in a column that --split-column"),
-        (lambda t: (t, {"val_split": 0.0}), r"--val-split must be in \(0, 1\), got 0.0; e.g. 0.2"),
+        (lambda t: (t, {"val_split": 0.0}), r"--val-split must be in \(0, 1\) to hold images out of data without a "
+                                             r"val split, got 0.0; e.g. 0.2"),
         (lambda t: (_rewrite(t, lambda i, row: {**row, "split": "train" if i < 8 else "test"}),
                     {"columns": TableColumns(split="split")}),
          r"column 'split' of .* has no 'val' or 'valid' or 'validation' rows \(its values: test, train\)"),

@@ -98,7 +98,9 @@ def hold_out(
             message offers `instead`, the other way to give a validation set.
     """
     if not 0.0 < val_split < 1.0:
-        raise ValueError(f"--val-split must be in (0, 1), got {val_split}; e.g. 0.2")
+        raise ValueError(
+            f"--val-split must be in (0, 1) to hold images out of data without a val split, got {val_split}; e.g. 0.2"
+        )
     train, val = _split_per_class(samples, len(classes), val_split, seed)
     held_out = {label for _, label in val}
     empty_val = [name for label, name in enumerate(classes) if label not in held_out]

@@ -152,8 +152,10 @@ class TrainConfig:
             raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}; any integer in it, e.g. 0")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr}; try {OPTIMIZER_DEFAULTS[self.opt]['lr']}")
-        if not 0 < self.val_split < 1:  # the same message as data.folders.hold_out's
-            raise ValueError(f"--val-split must be in (0, 1), got {self.val_split}; e.g. 0.2")
+        if not 0 <= self.val_split < 1:  # 0 holds nothing out: for data with a val split of its own (hold_out)
+            raise ValueError(
+                f"--val-split must be in [0, 1), got {self.val_split}; e.g. 0.2 (0 only for data with a val split)"
+            )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.label_smoothing < 1:

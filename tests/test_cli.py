@@ -246,6 +246,15 @@ def test_prediction_records_as_table_csv_and_json():
     assert json.loads(render_records(records, "json")) == records
 
 
+def test_class_names_that_look_like_numbers_stay_left_aligned_in_the_table():
+    """Digits' classes "3" and "10": a column of labels, whether or not a row failed."""
+    digits = [{"path": "a.png", "top": [{"class": "3", "index": 3, "prob": 0.9}]},
+              {"path": "b.png", "top": [{"class": "10", "index": 10, "prob": 0.8}]}]  # fmt: skip
+    assert render_records(digits, "table").splitlines()[2:] == ["a.png  3      3 0.900", "b.png  10     10 0.800"]
+    failed = [*digits, {"path": "c.png", "error": "cannot decode"}]
+    assert render_records(failed, "table").splitlines()[2:4] == render_records(digits, "table").splitlines()[2:]
+
+
 def test_summary_takes_model_like_the_other_verbs(capsys):
     code, by_flag, _ = run(capsys, "summary", "--model", "vgg_tiny", "--img-size", "64")
     assert code == 0 and by_flag.startswith("vgg11 (classic head, 1000 classes), input 3x64x64")

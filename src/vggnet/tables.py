@@ -1,16 +1,25 @@
 """Plain-text and Markdown tables for the CLI's reports."""
 
+from collections.abc import Collection
 
-def render_table(headers: list[str], rows: list[list[object]], style: str = "text") -> str:
+
+def render_table(
+    headers: list[str], rows: list[list[object]], style: str = "text", labels: Collection[str] = ()
+) -> str:
     """Render rows under headers, as aligned text (numbers right-aligned) or as a Markdown table.
 
     Args:
         headers: Column titles.
         rows: One list of cells per row; each cell is shown with `str`.
         style: `"text"` or `"markdown"`.
+        labels: Titles of columns of names that may look like numbers (class names "0".."9"): left-aligned all the
+            same, so that the column keeps its alignment whatever its rows hold.
     """
     cells = [[str(cell) for cell in row] for row in rows]
-    numeric = [all(_is_number(row[i]) for row in cells) and bool(cells) for i in range(len(headers))]
+    numeric = [
+        header not in labels and bool(cells) and all(_is_number(row[i]) for row in cells)
+        for i, header in enumerate(headers)
+    ]
     if style == "markdown":
         rule = ["---:" if right else "---" for right in numeric]
         lines = [headers, rule, *cells]

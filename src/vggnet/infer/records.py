@@ -40,4 +40,4 @@ def render_records(records: list[dict], style: str) -> str:
         ]
         for record in records
     ]
-    return render_table(["path", "class", "top predictions"], rows)
+    return render_table(["path", "class", "top predictions"], rows, labels=("class",))

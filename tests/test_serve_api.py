@@ -417,3 +417,42 @@ def test_a_lone_request_does_not_wait_for_company():
         return sizes
 
     assert asyncio.run(lone()) == [1]
+
+
+def test_head_is_answered_wherever_get_is_without_the_body(client):
+    for path in ("/", "/v2/health/live", "/v2/health/ready", "/v2/models/a", "/metrics"):
+        got, head = client.get(path), client.head(path)
+        assert (head.status_code, head.content) == (got.status_code, b""), path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    if_length = client.head("/v2/health/live").headers.get("content-length")
+    assert if_length == client.get("/v2/health/live").headers.get("content-length")
+    refused = client.head("/predict")  # a POST route: not one that GET answers either
+    assert refused.status_code == 405 and refused.content == b""
+    metrics = client.get("/metrics").text  # counted under their routes, as HEAD
+    assert metric_value(metrics, "vggnet_requests_total", route="/v2/health/live", method="HEAD", status="200") >= 2
+
+
+def test_a_client_that_leaves_mid_upload_is_counted_as_gone_not_as_a_server_error(loaded):
+    """Its body never arrives (the connection closed): nobody to answer, no 500, no traceback in the log."""
+    import asyncio
+
+    with served(loaded) as server:
+        started = []
+
+        async def receive():
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                started.append(message["status"])
+
+        headers = [(b"content-type", b"image/png"), (b"content-length", b"1000")]
+        for path in ("/predict", "/v1/models/a/predict", "/v2/models/a/infer"):
+            scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+                     "headers": headers, "http_version": "1.1", "scheme": "http", "server": ("testserver", 80),
+                     "client": ("127.0.0.1", 1), "root_path": ""}  # fmt: skip
+            asyncio.run(server.app(scope, receive, send))
+        metrics = server.get("/metrics").text
+    assert started == [499, 499, 499]
+    assert metric_value(metrics, "vggnet_requests_total", status="499") == 3
+    assert metric_value(metrics, "vggnet_requests_total", status="500") == 0

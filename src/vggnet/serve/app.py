@@ -1,7 +1,8 @@
 """`create_app`: the FastAPI application that `vggnet serve` runs, for any number of loaded models.
 
 Requests pass, outermost first: the metrics (every request counted, timed and given a `Server-Timing` header),
-CORS (when origins are allowed), the API key (when set), the upload limit, then the routes (`kserve`: the Open
+HEAD answered as GET without the body, CORS (when origins are allowed), the API key (when set), the upload limit,
+then the routes (`kserve`: the Open
 Inference Protocol; `routes`: the plain routes and the page). Every error answers `{"error": "..."}`.
 """
 
@@ -10,10 +11,11 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 
 from .._version import __version__
 from ..infer.source import LoadedModel
@@ -98,6 +100,7 @@ def create_app(
     for kind in (StarletteHTTPException, HTTPException):
         app.add_exception_handler(kind, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     # add_middleware wraps what is there: the last added is the outermost.
     app.add_middleware(_Wrap, wrap=lambda inner: limit_uploads(inner, settings.max_upload_bytes))
     if settings.api_key:
@@ -110,8 +113,31 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["Server-Timing", "X-Class", "X-Class-Index", "X-Probability"],
         )
+    app.add_middleware(_Wrap, wrap=answer_head)
     app.add_middleware(_Wrap, wrap=telemetry.middleware)
     return app
+
+
+def answer_head(app):
+    """`app` answering HEAD wherever it answers GET, as HTTP asks (`curl -I`, uptime checks): the GET's status and
+    headers, Content-Length included, without the body. FastAPI's routes take only the methods they name."""
+
+    async def answered(scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await app(scope, receive, send)
+
+        async def without_body(message):
+            if message["type"] != "http.response.body":
+                await send(message)
+            elif not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b""})
+
+        as_get = {**scope, "method": "GET"}
+        await app(as_get, receive, without_body)
+        if "route" in as_get:  # the route the router matched, for the metrics around this
+            scope["route"] = as_get["route"]
+
+    return answered
 
 
 class _Wrap:
@@ -124,7 +150,15 @@ class _Wrap:
         await self.app(scope, receive, send)
 
 
+async def _client_gone(request: Request, error: ClientDisconnect) -> Response:
+    """A client that left before its request's body arrived: nobody to answer, and no fault of the server's; counted
+    as 499, as nginx counts it ("client closed request"), not as a 500 with a traceback in the log."""
+    return Response(status_code=499)
+
+
 async def _http_error(request: Request, error: StarletteHTTPException):
+    if isinstance(error.__cause__, ClientDisconnect):  # FastAPI's 400 for a JSON body that never arrived
+        return await _client_gone(request, error.__cause__)
     return error_response(error.status_code, str(error.detail), getattr(error, "headers", None))
 
 

@@ -15,8 +15,9 @@ from ..infer.source import LoadedModel
 from .app import create_app
 from .settings import ServeSettings
 
-# How long a shutdown waits for the requests in flight before it cancels them.
-GRACE_SECONDS = 60
+# How long a shutdown waits for the requests in flight before it cancels them: within Kubernetes' default 30 s
+# between SIGTERM and SIGKILL, so that a client stalled mid-upload is cancelled here rather than the pod killed.
+GRACE_SECONDS = 25
 
 
 class _GracefulServer(uvicorn.Server):

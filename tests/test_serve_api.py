@@ -215,6 +215,18 @@ def test_a_decompression_bomb_is_400_and_the_server_goes_on(client, class_images
     assert client.post("/predict", files=_files(class_images[:1])).status_code == 200
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL's, as it opens the file
+def test_an_image_past_the_pixels_pil_warns_of_is_400_before_it_is_decoded(client):
+    """9,500 x 9,500 (90 million pixels): PIL would only warn, and decode 270 MB from a 12 kB file."""
+    large = decompression_bomb(9_500)
+    assert Image.MAX_IMAGE_PIXELS < 9_500**2 < 2 * Image.MAX_IMAGE_PIXELS  # between PIL's warning and its refusal
+    response = client.post("/predict", files=[("files", ("large.png", large, "image/png"))])
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "large.png: 9500x9500 pixels to decode, more than the 89 million this takes; send a smaller image"
+    }
+
+
 @pytest.mark.parametrize(
     "route, params, target",
     [("/explain", {}, None), ("/v1/models/b/explain", {"class": "bee"}, "bee"), ("/explain", {"class": "2"}, 2)],

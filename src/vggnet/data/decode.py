@@ -45,22 +45,31 @@ def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
     return _decode(path, path, min_size)
 
 
-def decode_image(data: bytes, name: str, min_size: int | None = None) -> Image.Image:
+def decode_image(data: bytes, name: str, min_size: int | None = None, max_pixels: int | None = None) -> Image.Image:
     """Decode an image file's bytes (an upload) into an RGB image, exactly as `load_rgb` decodes the file; `name`
-    stands for the file in an `UnreadableImageError`.
+    stands for the file in an `UnreadableImageError`. `max_pixels`: refuse an image that would decode (after a
+    JPEG's reduced scale) to more pixels, before decoding it (a server's bound on the memory a request takes).
 
     >>> decode_image(b"hello", "notes.txt")
     Traceback (most recent call last):
     vggnet.data.decode.UnreadableImageError: notes.txt: not an image PIL can read
     """
-    return _decode(io.BytesIO(data), name, min_size)
+    return _decode(io.BytesIO(data), name, min_size, max_pixels)
 
 
-def _decode(source: str | Path | BinaryIO, name: str | Path, min_size: int | None) -> Image.Image:
+def _decode(
+    source: str | Path | BinaryIO, name: str | Path, min_size: int | None, max_pixels: int | None = None
+) -> Image.Image:
     try:
         with Image.open(source) as image:
             if min_size is not None and image.format == "JPEG":
                 image.draft("RGB", (min_size, min_size))
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise UnreadableImageError(
+                    name,
+                    f"{image.width}x{image.height} pixels to decode, more than the {max_pixels / 1e6:.0f} million "
+                    f"this takes; send a smaller image",
+                )
             image = ImageOps.exif_transpose(image)
             image.load()
             return to_rgb(image)

@@ -16,6 +16,11 @@ from .batcher import DynamicBatcher, QueueFull
 from .settings import ServeSettings
 from .telemetry import Telemetry
 
+# The most pixels an upload may decode to (after a JPEG's reduced scale): where PIL starts to warn of a
+# decompression bomb (89.5 million). Between it and PIL's refusal (twice that), a PNG of a few hundred kB decodes to
+# 270-540 MB, and a few at once would take the server's memory.
+MAX_DECODED_PIXELS = Image.MAX_IMAGE_PIXELS
+
 
 class ServedModel:
     """One model of the server: its `LoadedModel`, the `InferenceRunner` that `predict` uses, the eval transform
@@ -91,7 +96,7 @@ class ServedModel:
         decoded, problems = [], []
         for name, data in uploads:
             try:
-                image = decode_image(data, name, self.loaded.preprocess.decode_size)
+                image = decode_image(data, name, self.loaded.preprocess.decode_size, MAX_DECODED_PIXELS)
             except UnreadableImageError as error:
                 problems.append(str(error))
                 continue

@@ -5,6 +5,7 @@ records, the model's own forward for tensors, `vggnet.grad_cam` for the explaine
 import base64
 import dataclasses
 import io
+import json
 import re
 import struct
 import threading
@@ -468,3 +469,26 @@ def test_a_client_that_leaves_mid_upload_is_counted_as_gone_not_as_a_server_erro
     assert started == [499, 499, 499]
     assert metric_value(metrics, "vggnet_requests_total", status="499") == 3
     assert metric_value(metrics, "vggnet_requests_total", status="500") == 0
+
+
+def test_a_kserve_body_that_is_not_json_says_why(client, class_images):
+    broken = client.post("/v2/models/a/infer", content=b'{"inputs": [', headers={"content-type": "application/json"})
+    assert (broken.status_code, broken.json()) == (422, {"error": "the body is not valid JSON: Expecting value at "
+                                                                  "character 12"})  # fmt: skip
+    untyped = client.post("/v2/models/a/infer", content=json.dumps(bytes_request([class_images[0].read_bytes()])))
+    assert (untyped.status_code, untyped.json()) == (
+        422, {"error": "the body must be a JSON object, sent with 'Content-Type: application/json'"}
+    )  # fmt: skip
+
+
+def test_base64_with_line_breaks_is_taken_as_without(client, class_images):
+    """base64's MIME form (76 characters a line: `base64` without -w0, Python's encodebytes) decodes to the file."""
+    image = class_images[0].read_bytes()
+    wrapped = bytes_request([image])
+    wrapped["inputs"][0]["data"] = [base64.encodebytes(image).decode()]
+    assert "\n" in wrapped["inputs"][0]["data"][0]
+    one_line = client.post("/v2/models/a/infer", json=bytes_request([image]))
+    assert client.post("/v2/models/a/infer", json=wrapped).json() == one_line.json()
+    foreign = bytes_request([image])
+    foreign["inputs"][0]["data"] = ["*" + foreign["inputs"][0]["data"][0]]  # not of the alphabet: still refused
+    assert client.post("/v2/models/a/infer", json=foreign).status_code == 400

@@ -163,9 +163,17 @@ async def _http_error(request: Request, error: StarletteHTTPException):
 
 
 async def _validation_error(request: Request, error: RequestValidationError):
-    """422 naming each bad field: `query topk: Input should be greater than or equal to 1`."""
+    """422 naming each bad field (`query topk: Input should be greater than or equal to 1`), or saying what is wrong
+    with a JSON body that is not JSON: where it fails and why, or the content type it needs."""
     problems = []
     for problem in error.errors():
         where = " ".join(str(part) for part in problem.get("loc", ()))
-        problems.append(f"{where}: {problem.get('msg', 'invalid')}")
+        if problem.get("type") == "json_invalid":
+            at = problem.get("loc", ("body", "?"))[-1]
+            reason = (problem.get("ctx") or {}).get("error", "JSON decode error")
+            problems.append(f"the body is not valid JSON: {reason} at character {at}")
+        elif where == "body" and "application/json" not in request.headers.get("content-type", ""):
+            problems.append("the body must be a JSON object, sent with 'Content-Type: application/json'")
+        else:
+            problems.append(f"{where}: {problem.get('msg', 'invalid')}")
     return error_response(422, "; ".join(problems) or "invalid request")

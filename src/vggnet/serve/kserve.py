@@ -161,7 +161,9 @@ def _base64(index: int, item: Any) -> bytes:
     if not isinstance(item, str):
         raise HTTPException(400, f"input 'image' element {index} must be a base64 string, got {type(item).__name__}")
     try:
-        return base64.b64decode(item, validate=True)
+        # Line breaks (base64's MIME form, 76 characters a line: `base64` without -w0, Python's encodebytes) are
+        # taken out; anything else not of the alphabet is refused.
+        return base64.b64decode("".join(item.split()), validate=True)
     except (binascii.Error, ValueError) as error:
         raise HTTPException(400, f"input 'image' element {index} is not valid base64: {error}") from None
 

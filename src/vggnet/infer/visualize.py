@@ -259,7 +259,8 @@ def _class_index(target: str | int | None, classes: list[str], logits: torch.Ten
         return index
     if target not in classes:
         close = [c for c in classes if target.lower() in c.lower()][:10]
-        hint = f"; did you mean: {', '.join(close)}" if close else f"; choose one of: {', '.join(classes[:20])} ..."
+        more = " ..." if len(classes) > 20 else ""
+        hint = f"; did you mean: {', '.join(close)}" if close else f"; choose one of: {', '.join(classes[:20])}{more}"
         raise ValueError(f"unknown --class {target!r}{hint}")
     return classes.index(target)
 

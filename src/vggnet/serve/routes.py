@@ -116,8 +116,8 @@ async def _explain(request: Request, name: str | None, target: str | None) -> Re
     [rgb] = await model.decoded(uploads)
     try:
         result = await model.run_exclusive(lambda: grad_cam(model.loaded, rgb, target=target))
-    except ValueError as error:
-        raise HTTPException(400, str(error).replace("--class", "class")) from None
+    except ValueError as error:  # the class asked for: a bad parameter, as a bad topk is
+        raise HTTPException(422, str(error).replace("--class", "class")) from None
     png = io.BytesIO()
     cam_overlay(result).save(png, format="PNG")
     # Header values are Latin-1: a class name is sent percent-encoded (UTF-8), so that any name arrives intact.

@@ -2,8 +2,8 @@
 
 Requests pass, outermost first: the metrics (every request counted, timed and given a `Server-Timing` header),
 HEAD answered as GET without the body, CORS (when origins are allowed), the API key (when set), the upload limit,
-then the routes (`kserve`: the Open
-Inference Protocol; `routes`: the plain routes and the page). Every error answers `{"error": "..."}`.
+then the routes (`kserve`: the Open Inference Protocol; `routes`: the plain routes and the page). Every error
+answers `{"error": "..."}`.
 """
 
 import asyncio

@@ -226,6 +226,11 @@ def test_an_image_past_the_pixels_pil_warns_of_is_400_before_it_is_decoded(clien
     assert response.json() == {
         "error": "large.png: 9500x9500 pixels to decode, more than the 89 million this takes; send a smaller image"
     }
+    # A JPEG of as many pixels decodes at reduced scale (for the 32x32 model, 1/8: 1188x1188), and is taken.
+    photo = io.BytesIO()
+    Image.new("RGB", (9_500, 9_500), (200, 40, 40)).save(photo, "JPEG", quality=50)
+    response = client.post("/predict", files=[("files", ("large.jpg", photo.getvalue(), "image/jpeg"))])
+    assert response.status_code == 200 and response.json()[0]["path"] == "large.jpg"
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ import sys
 from .._version import __version__
 from ..allocator import configure_for_commands
 from ..console import show_vggnet_messages
+from ..training.signals import INTERRUPTED
 from .inference import add_embed, add_eval, add_explain, add_export, add_features, add_predict, add_quantize
 from .measure import add_benchmark, add_models, add_summary
 from .parser import CommandParser
@@ -112,5 +113,5 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:  # Ctrl-C (training has its own: it stops at a batch and saves)
         print(f"\nvggnet {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     return code

@@ -72,12 +72,13 @@ def _run_train(args: argparse.Namespace) -> int | None:
               + " ".join(["vggnet", *command[3:]]), file=sys.stderr)  # fmt: skip
         return launch_processes(args.nproc, command)
     from ..training import TrainingInterrupted, train
+    from ..training.signals import INTERRUPTED
 
     settings = {key: value for key, value in vars(args).items() if key not in ("run", "command", "argv", "nproc")}
     try:
         train(resume=settings.pop("resume", None), config_file=settings.pop("config", None), **settings)
     except TrainingInterrupted as interrupted:
-        raise SystemExit(130) from interrupted
+        raise SystemExit(INTERRUPTED) from interrupted
 
 
 def _without_nproc(argv: list[str]) -> list[str]:

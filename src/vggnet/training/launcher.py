@@ -17,14 +17,13 @@ import sys
 import time
 
 from ..runtime import usable_cores
+from .signals import INTERRUPTED
 
 # How often the processes are looked at while they run; torchrun's agent looks every 0.1 s.
 MONITOR_INTERVAL_S = 0.1
 # How long the others have to end after a process fails, before they are killed: one waiting in a collective for
 # the failed one would otherwise wait out the collective's timeout (distributed.TIMEOUT). torchrun's default too.
 STOP_GRACE_S = 30
-# The exit code of a process stopped by Ctrl-C or SIGTERM (last.pt saved): the others stop with it, unprompted.
-INTERRUPTED = 130
 
 
 def launch_processes(processes: int, command: list[str]) -> int:
@@ -75,6 +74,7 @@ def _wait(children: list[subprocess.Popen]) -> int:
     while any(child.poll() is None for child in children):
         if failure is None:
             failure = next((child for child in children if child.returncode not in (None, 0)), None)
+            # A process stopped by Ctrl-C or SIGTERM (INTERRUPTED): the others stop with it, unprompted.
             if failure is not None and failure.returncode != INTERRUPTED:
                 for child in children:
                     if child.poll() is None:

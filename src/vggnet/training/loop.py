@@ -147,6 +147,8 @@ class _Run:
         device: torch.device,
     ) -> None:
         self.config = config
+        # What config.yaml and the checkpoints hold: the data's paths absolute, so that a resume finds it from anywhere.
+        self.saved_config = config.with_absolute_paths().to_dict()
         self.distributed = distributed
         self.device = device
         self.precision = resolve_precision(config.precision, self.device)
@@ -189,7 +191,7 @@ class _Run:
                 remove_stale_temporaries(self.run_dir)
             self._restore(checkpoint)
         elif self.main:
-            write_config_yaml(config.with_absolute_paths().to_dict(), self.run_dir / "config.yaml")
+            write_config_yaml(self.saved_config, self.run_dir / "config.yaml")
         # Placed at the step the run is at, counted in this run's steps per epoch (another process count or
         # --epochs than the run that saved last.pt).
         step = self.epoch * self.steps_per_epoch + self.partial["step"]
@@ -374,8 +376,8 @@ class _Run:
 
     def _model_checkpoint(self, metrics: dict) -> dict:
         runtime = {"device": self.device.type, "precision": self.precision}
-        preprocess, config = self.preprocess.to_dict(), self.config.with_absolute_paths().to_dict()
-        return model_checkpoint(self.model, self.classes, preprocess, config, self.epoch, metrics, runtime)
+        preprocess = self.preprocess.to_dict()
+        return model_checkpoint(self.model, self.classes, preprocess, self.saved_config, self.epoch, metrics, runtime)
 
     def _save_last(self, partial: dict, rng_states: list[dict]) -> None:
         progress = {

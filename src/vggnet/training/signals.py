@@ -38,6 +38,11 @@ class StopRequest(contextlib.AbstractContextManager):
             signal.signal(signum, handler)
 
 
+# The exit code of a command stopped by Ctrl-C or SIGTERM (a training run with its last.pt saved): what a shell
+# gives a process that Ctrl-C ended.
+INTERRUPTED = 128 + signal.SIGINT
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Raised after Ctrl-C or SIGTERM once `last.pt` is saved; `resume_command` continues the run."""
 
